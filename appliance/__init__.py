@@ -1,0 +1,1 @@
+"""On-premise document classification appliance for regulated healthcare."""

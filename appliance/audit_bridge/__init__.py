@@ -1,0 +1,1 @@
+"""The only place the HTTP API touches the audit log library (``audit/``)."""

@@ -1,0 +1,54 @@
+"""What the API hands to the audit log, and what it gets back.
+
+An event never carries document text: only ids (or their HMAC pseudonyms), content hashes and
+outcomes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy.orm import Session
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One API access, allowed or denied."""
+
+    occurred_at: datetime
+    """UTC, microsecond precision."""
+    actor_subject: str | None
+    """Certificate subject or SAN name; None when no identity could be established."""
+    actor_fingerprint: str | None
+    source_address: str | None
+    action: str
+    """What was attempted, e.g. ``classify_document``, ``read_classification``, ``audit_search``."""
+    outcome_status: int
+    """The HTTP status answered."""
+    request_id: str
+    error_code: str | None = None
+    document_id: str | None = None
+    """Raw id; the sink pseudonymises it if configured to."""
+    result_id: str | None = None
+    content_sha256: str | None = None
+    on_behalf_of: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditReceipt:
+    """Where the event landed: ``seq`` once sealed, else only the pending ``event_id``."""
+
+    event_id: str
+    seq: int | None = None
+
+
+class AuditSink(Protocol):
+    """Records audit events."""
+
+    def record(self, session: Session, event: AuditEvent) -> AuditReceipt:
+        """Add the event to the caller's open transaction; it commits or rolls back with it."""
+
+    def record_standalone(self, event: AuditEvent) -> AuditReceipt:
+        """Record the event in a transaction of its own (denied or failed requests)."""

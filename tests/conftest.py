@@ -1,0 +1,27 @@
+"""Session-wide fixtures: a real PostgreSQL server and databases on it.
+
+See tests/common/postgres.py for where the server comes from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.common import postgres
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    """Superuser ``postgresql://`` URL of the session's server."""
+    with postgres.admin_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def create_database(pg_admin_url: str) -> Iterator[Callable[..., str]]:
+    """Factory: ``create_database()`` returns the superuser URL of a fresh, empty database."""
+    factory = postgres.DatabaseFactory(pg_admin_url)
+    yield factory.create
+    factory.close()
