@@ -1,0 +1,1 @@
+"""Classifying documents: taxonomy, prompt, vLLM call, scoring, storage, HTTP views."""

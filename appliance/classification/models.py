@@ -1,0 +1,48 @@
+"""Stored classification results. Document text is never stored: only its SHA-256 and length."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, func
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from appliance.db import Base
+
+
+class ClassificationResult(Base):
+    """One classification of one document; never updated, a new row per classification."""
+
+    __tablename__ = "classification_results"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    document_id: Mapped[str] = mapped_column(String(256))
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    """SHA-256 (hex) of the normalised text: the dedupe key with model and taxonomy version."""
+    content_length: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str] = mapped_column(String(256))
+    taxonomy_version: Mapped[str] = mapped_column(String(80))
+    label: Mapped[str] = mapped_column(String(128))
+    confidence: Mapped[float] = mapped_column(Float)
+    scores: Mapped[dict[str, float]] = mapped_column(JSONB)
+    needs_review: Mapped[bool] = mapped_column(Boolean)
+    truncated: Mapped[bool] = mapped_column(Boolean)
+    cached_from: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("classification_results.id")
+    )
+    """Set when the label was reused from an earlier result for the same content."""
+    requested_by: Mapped[str | None] = mapped_column(String(512))
+    on_behalf_of: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        Index("ix_classification_results_document_id_created_at", "document_id", "created_at"),
+        Index(
+            "ix_classification_results_content_key",
+            "content_sha256",
+            "model",
+            "taxonomy_version",
+        ),
+    )

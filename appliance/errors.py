@@ -1,0 +1,87 @@
+"""The appliance's error types. Each carries its HTTP status and a stable snake_case code.
+
+Domain code raises these; one registry of error handlers (``appliance.app``) turns them into the
+JSON error shape of the API contract. Nothing else builds error responses.
+"""
+
+from __future__ import annotations
+
+
+class ApplianceError(Exception):
+    """Base of every error the API answers on purpose."""
+
+    status = 500
+    code = "internal_error"
+    retry_after_s: int | None = None
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(ApplianceError):
+    """The body is not the JSON we accept (malformed, wrong types, failed validation)."""
+
+    status = 400
+    code = "invalid_request"
+
+
+class MalformedJSON(InvalidRequest):
+    code = "malformed_json"
+
+
+class Unauthenticated(ApplianceError):
+    status = 401
+    code = "unauthenticated"
+
+
+class Forbidden(ApplianceError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ApplianceError):
+    status = 404
+    code = "not_found"
+
+
+class PayloadTooLarge(ApplianceError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ApplianceError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class UpstreamInvalidResponse(ApplianceError):
+    """The model server answered, but not with something we can use."""
+
+    status = 502
+    code = "upstream_invalid_response"
+
+
+class ServiceUnavailable(ApplianceError):
+    status = 503
+    code = "service_unavailable"
+    retry_after_s = 5
+
+
+class UpstreamUnavailable(ServiceUnavailable):
+    code = "upstream_unavailable"
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    code = "database_unavailable"
+
+
+class AuditUnavailable(ServiceUnavailable):
+    """The audit log could not record the access: the request must not proceed."""
+
+    code = "audit_unavailable"
+
+
+class UpstreamTimeout(ApplianceError):
+    status = 504
+    code = "upstream_timeout"

@@ -1,0 +1,80 @@
+"""All configuration in one place: environment variables prefixed ``APPLIANCE_``.
+
+Secrets never live in the repo: any setting can be given as ``APPLIANCE_<NAME>_FILE`` naming a file
+whose content is the value (the database URL carries a password in production).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "APPLIANCE_"
+
+
+class Settings(BaseSettings):
+    """Typed settings with safe local defaults (local PostgreSQL, local CPU vLLM)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/appliance"
+    database_pool_size: int = Field(default=10, ge=1)
+    database_pool_timeout_s: float = Field(default=5.0, gt=0)
+
+    vllm_base_url: str = "http://127.0.0.1:8000"
+    vllm_model: str = "smollm2-135m"
+    vllm_api_key: str | None = None
+    vllm_connect_timeout_s: float = Field(default=2.0, gt=0)
+    vllm_read_timeout_s: float = Field(default=60.0, gt=0)
+    vllm_max_retries: int = Field(default=2, ge=0, le=10)
+    vllm_max_concurrency: int = Field(default=32, ge=1)
+    """Requests in flight to vLLM from one worker process (the batch endpoint's fan-out)."""
+
+    taxonomy_path: Path | None = None
+    """YAML or JSON taxonomy; None means the built-in default of five classes."""
+    review_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
+    max_text_bytes: int = Field(default=1_048_576, ge=1)
+    max_batch_documents: int = Field(default=64, ge=1)
+    max_document_tokens: int = Field(default=1500, ge=16)
+    """Token budget for the document part of the prompt; longer documents are truncated."""
+
+    bind: str = "127.0.0.1:8443"
+    workers: int = Field(default=2, ge=1)
+    threads: int = Field(default=16, ge=1)
+    graceful_timeout_s: int = Field(default=30, ge=1)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    tls_crl: Path | None = None
+    roles_path: Path | None = None
+
+    audit_signing_key_path: Path | None = None
+    audit_pseudonym_key_path: Path | None = None
+    audit_origin: str = "docclass-appliance/audit"
+
+    log_level: str = "INFO"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_secret_files(cls, values: Any) -> Any:
+        """``APPLIANCE_X_FILE=/run/secrets/x`` supplies X, unless X itself is set."""
+        if not isinstance(values, dict):
+            return values
+        for name in cls.model_fields:
+            file_var = f"{ENV_PREFIX}{name.upper()}_FILE"
+            if name not in values and file_var in os.environ:
+                values[name] = Path(os.environ[file_var]).read_text(encoding="utf-8").strip()
+        return values
+
+    @property
+    def max_request_bytes(self) -> int:
+        """Body limit of the single-document endpoint: the text limit plus room for the JSON."""
+        return self.max_text_bytes + 64 * 1024
+
+    @property
+    def max_batch_request_bytes(self) -> int:
+        return min(self.max_text_bytes * self.max_batch_documents, 64 * 1024 * 1024) + 64 * 1024
