@@ -1,8 +1,9 @@
-"""A PostgreSQL server for the test session: the one named in the environment, or a throwaway cluster.
+"""The test session's PostgreSQL: the one named in the environment, or a throwaway cluster.
 
-``APPLIANCE_TEST_DATABASE_URL`` (a superuser URL) wins. Otherwise a cluster is created in a temporary
-folder with the system's PostgreSQL binaries, listening on a free loopback port, and removed at the
-end. initdb refuses to run as root, so as root the cluster runs as an unprivileged OS user.
+``APPLIANCE_TEST_DATABASE_URL`` (a superuser URL) wins. Otherwise a cluster is created in a
+temporary folder with the system's PostgreSQL binaries, listening on a free loopback port, and
+removed at the end. initdb refuses to run as root, so as root the cluster runs as an
+unprivileged OS user.
 """
 
 from __future__ import annotations
