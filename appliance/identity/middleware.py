@@ -1,0 +1,112 @@
+"""WSGI middleware: the TLS-verified client certificate becomes ``environ[IDENTITY_ENVIRON_KEY]``.
+
+Per request, in this order:
+
+1. delete everything a client or a stray proxy could have used to claim an identity: environ keys
+   ``SSL_CLIENT_*``, ``REMOTE_USER``, ``IDENTITY_ENVIRON_KEY`` itself, and forwarded-certificate
+   headers (``X-Client-Cert``, ``X-SSL-Client-*``, ``SSL-Client-*``, ``X-Forwarded-Client-Cert``,
+   RFC 9440 ``Client-Cert`` / ``Client-Cert-Chain``, ``X-ARR-ClientCert``, ``X-SSL-Cert``);
+2. read the peer certificate gunicorn's TLS socket verified during the handshake
+   (``environ["gunicorn.socket"].getpeercert(binary_form=True)``);
+3. publish an ``Identity`` with the roles from the role table, or nothing when there is no verified
+   certificate (then ``appliance.identity.access`` answers 401).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from threading import Lock
+from typing import Any
+
+from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY, Identity
+from appliance.identity.peercert import identity_from_der
+from appliance.identity.roles import RoleMap, load_role_map
+
+log = logging.getLogger(__name__)
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+FORGEABLE_PREFIXES = (
+    "SSL_CLIENT_",
+    "HTTP_SSL_CLIENT",
+    "HTTP_X_SSL_CLIENT",
+    "HTTP_X_CLIENT_CERT",
+    "HTTP_X_CLIENT_VERIFY",
+    "HTTP_X_CLIENT_DN",
+    "HTTP_X_CLIENT_S_DN",
+    "HTTP_X_FORWARDED_CLIENT_CERT",
+    "HTTP_CLIENT_CERT",
+    "HTTP_X_ARR_CLIENTCERT",
+    "HTTP_X_SSL_CERT",
+    "HTTP_X_TLS_CLIENT",
+)
+FORGEABLE_KEYS = frozenset({"REMOTE_USER", IDENTITY_ENVIRON_KEY})
+CACHE_SIZE = 1024
+
+
+def scrub_forgeable(environ: dict[str, Any]) -> list[str]:
+    """Delete identity-looking keys a client could have supplied; return what was deleted."""
+    doomed = [
+        key for key in environ
+        if key in FORGEABLE_KEYS or key.upper().startswith(FORGEABLE_PREFIXES)
+    ]
+    for key in doomed:
+        del environ[key]
+    return doomed
+
+
+def peer_certificate_der(environ: dict[str, Any]) -> bytes | None:
+    """The DER certificate the TLS handshake verified, or None (no TLS socket, no certificate)."""
+    sock = environ.get("gunicorn.socket")
+    if not isinstance(sock, ssl.SSLSocket):
+        return None
+    try:
+        der = sock.getpeercert(binary_form=True)
+    except (ValueError, OSError):  # handshake not done / socket already closed
+        return None
+    return der or None
+
+
+class ClientCertMiddleware:
+    """Wrap a WSGI app; see the module doc. ``role_map`` is fixed for the worker's life."""
+
+    def __init__(self, app: WSGIApp, role_map: RoleMap) -> None:
+        self.app = app
+        self.role_map = role_map
+        self._cache: OrderedDict[bytes, Identity] = OrderedDict()
+        self._lock = Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        removed = scrub_forgeable(environ)
+        if removed:
+            log.info("removed client-supplied identity keys %s", sorted(removed))
+        der = peer_certificate_der(environ)
+        if der is not None:
+            identity = self._identity(der)
+            if identity.not_after > datetime.now(UTC):  # a long keep-alive can outlive it
+                environ[IDENTITY_ENVIRON_KEY] = identity
+        return self.app(environ, start_response)
+
+    def _identity(self, der: bytes) -> Identity:
+        with self._lock:
+            cached = self._cache.get(der)
+            if cached is not None:
+                self._cache.move_to_end(der)
+                return cached
+        identity = identity_from_der(der, self.role_map.roles_for)
+        with self._lock:
+            self._cache[der] = identity
+            if len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return identity
+
+
+def with_client_identity(app: WSGIApp, roles_path: Path | None) -> ClientCertMiddleware:
+    """``app`` wrapped so it sees the caller's ``Identity``; loads the role table now."""
+    return ClientCertMiddleware(app, load_role_map(roles_path))
