@@ -1,0 +1,86 @@
+"""The exact bytes that are stored and hashed, and the hashes over them.
+
+An event is encoded once, by the writer, as canonical JSON (sorted keys, no spaces, ASCII only,
+no floats; times as fixed-precision strings). The sealer wraps those bytes, unchanged, with the
+sequence number it assigns: ``{"seq":<n>,"event":<event bytes>}``. Entry bytes are stored as-is,
+so every verifier hashes the very bytes the sealer hashed. The seq inside the hashed bytes is what
+lets verification tell a deleted row from a reordered or inserted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from datetime import UTC, datetime
+from hashlib import sha256
+from typing import Any
+
+from audit.errors import EventError
+from audit.types import ChainHash, EntryHash, Event
+
+_PREFIX = b'{"seq":'
+_INFIX = b',"event":'
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+MAX_FIELD = 1024
+
+
+def format_time(moment: datetime) -> str:
+    """UTC, microseconds, always six digits: ``2026-11-22T10:00:00.123456Z``."""
+    if moment.tzinfo is None:
+        raise EventError("timestamps must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def encode_event(event: Event) -> bytes:
+    """Canonical bytes of an event. Rejects malformed times and over-long fields."""
+    if not _TIME.fullmatch(event.occurred_at):
+        raise EventError(
+            f"occurred_at: got {event.occurred_at!r}, want YYYY-MM-DDTHH:MM:SS.ffffffZ"
+        )
+    fields = dataclasses.asdict(event)
+    for name, value in fields.items():
+        if isinstance(value, str) and len(value) > MAX_FIELD:
+            raise EventError(f"{name}: got {len(value)} characters, want <= {MAX_FIELD}")
+    if type(event.outcome_status) is not int:
+        raise EventError("outcome_status must be an int")
+    fields["v"] = 1
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def decode_event(data: bytes) -> Event:
+    try:
+        fields: dict[str, Any] = json.loads(data)
+        fields.pop("v")
+        return Event(**fields)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise EventError(f"not a canonical event: {exc}") from exc
+
+
+def wrap(seq: int, event_bytes: bytes) -> bytes:
+    """Entry bytes: the event bytes, untouched, with their sequence number."""
+    return b"%s%d%s%s}" % (_PREFIX, seq, _INFIX, event_bytes)
+
+
+def claimed_seq(entry: bytes) -> int:
+    """The sequence number written inside entry bytes (fast: no JSON parsing)."""
+    end = entry.find(b",", len(_PREFIX))
+    if not entry.startswith(_PREFIX) or end < 0 or not entry[len(_PREFIX) : end].isdigit():
+        raise EventError('entry bytes: want the {"seq":<n>,"event":...} envelope')
+    return int(entry[len(_PREFIX) : end])
+
+
+def event_bytes(entry: bytes) -> bytes:
+    start = entry.find(_INFIX)
+    if start < 0 or not entry.endswith(b"}"):
+        raise EventError('entry bytes: want the {"seq":<n>,"event":...} envelope')
+    return entry[start + len(_INFIX) : -1]
+
+
+def entry_hash(entry: bytes) -> EntryHash:
+    return EntryHash(sha256(entry).digest())
+
+
+def chain_hash(previous: bytes, entry: bytes) -> ChainHash:
+    """SHA-256(previous chain hash || entry hash)."""
+    return ChainHash(sha256(previous + entry).digest())

@@ -1,0 +1,175 @@
+"""Verifying the whole log (or its part after a trusted checkpoint) and naming what was done.
+
+Every sealed row must have the next seq, bytes hashing to its entry hash, the same seq inside its
+hashed bytes, and a chain hash continuing the previous one; every checkpoint must carry a valid
+signature and the Merkle root of exactly the entries before it. The first failure is classified
+(modified, deleted, inserted, reordered, truncated, bad checkpoint signature) and raised as
+``TamperingDetected`` with the first bad sequence number.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from hashlib import sha256
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from audit import checkpoint as notes
+from audit.chain import claimed_seq
+from audit.errors import CheckpointError, EventError, ProofError, TamperingDetected
+from audit.rfc6962 import CompactRange
+from audit.store import Row, StoredCheckpoint
+from audit.types import GENESIS_CHAIN, Checkpoint, Hash, SignedCheckpoint, TamperKind
+
+_LEAF = b"\x00"
+
+
+@dataclass(frozen=True)
+class Trust:
+    """The verifier key (name and Ed25519 public key) and, optionally, the expected origin."""
+
+    name: str
+    public: Ed25519PublicKey
+    origin: str | None = None
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    start: int
+    """First seq verified (0, or the size of the trusted checkpoint / prune point)."""
+    size: int
+    """Number of entries in the log (verified through seq ``size - 1``)."""
+    root: bytes
+    checkpoints_verified: int
+    latest: Checkpoint | None
+    """The newest checkpoint whose signature and root were checked."""
+
+    @property
+    def unsigned_entries(self) -> int:
+        """Entries after the newest checkpoint (sealed but not yet signed)."""
+        return self.size - (self.latest.size if self.latest else self.start)
+
+
+def _open(cp: StoredCheckpoint, trust: Trust) -> SignedCheckpoint:
+    try:
+        signed = notes.open_note(cp.note, trust.name, trust.public, trust.origin)
+    except CheckpointError as exc:
+        raise TamperingDetected(TamperKind.BAD_SIGNATURE, max(cp.size - 1, 0), str(exc)) from exc
+    if signed.checkpoint.size != cp.size:
+        detail = f"stored size {cp.size}, signed size {signed.checkpoint.size}"
+        raise TamperingDetected(TamperKind.BAD_SIGNATURE, max(cp.size - 1, 0), detail)
+    return signed
+
+
+def _start_state(
+    first: Row | None, cps: Sequence[StoredCheckpoint], trust: Trust, trusted: Checkpoint | None
+) -> tuple[CompactRange, bytes]:
+    """Compact range and chain hash to resume from: genesis, trusted checkpoint or prune point."""
+    if trusted is None and (first is None or first[0] == 0):
+        return CompactRange(), GENESIS_CHAIN
+    size = trusted.size if trusted is not None else first[0] if first else 0
+    stored = next((cp for cp in cps if cp.size == size), None)
+    if stored is None:
+        raise TamperingDetected(TamperKind.DELETED, 0, f"entries before {size} are missing")
+    signed = _open(stored, trust).checkpoint
+    want = trusted if trusted is not None else signed
+    try:
+        compact = CompactRange.from_bytes(size, stored.compact_range)
+    except ProofError as exc:
+        raise TamperingDetected(TamperKind.MODIFIED, max(size - 1, 0), str(exc)) from exc
+    if compact.root() != want.root or signed.root != want.root or want.chain is None:
+        detail = f"stored checkpoint of size {size} does not match the trusted one"
+        raise TamperingDetected(TamperKind.MODIFIED, max(size - 1, 0), detail)
+    return compact, want.chain
+
+
+def verify_log(
+    rows: Iterable[Row],
+    checkpoints: Sequence[StoredCheckpoint],
+    trust: Trust,
+    head_seq: int | None = None,
+    trusted: Checkpoint | None = None,
+) -> VerifyResult:
+    """Verify sealed rows (in seq order) against the signed checkpoints; raise on tampering.
+
+    ``trusted``: a checkpoint the auditor kept (already signature-checked); rows before its size
+    are then skipped and the stored compact range at that size must reproduce its root.
+    ``head_seq``: the chain head the database reports, if any (catches a truncated tail).
+    """
+    it = iter(rows)
+    if trusted is not None:
+        it = (r for r in it if r[0] >= trusted.size)
+    first = next(it, None)
+    compact, prev = _start_state(first, checkpoints, trust, trusted)
+    start = compact.size
+    pending = [cp for cp in checkpoints if cp.size > start]
+    good, verified, latest = start, 0, None
+    prev2 = prev
+    expected = start
+    stream = it if first is None else itertools.chain((first,), it)
+    for seq, entry, digest, chain in stream:
+        while pending and pending[0].size == expected:
+            latest = _check(pending.pop(0), trust, compact, prev, good)
+            good, verified = expected, verified + 1
+        if (
+            seq != expected
+            or sha256(entry).digest() != digest
+            or not entry.startswith(b'{"seq":%d,' % expected)
+            or sha256(prev + digest).digest() != chain
+        ):
+            _classify(expected, (seq, entry, digest, chain), it, prev, prev2)
+        compact.append(Hash(sha256(_LEAF + entry).digest()))
+        prev2, prev = prev, chain
+        expected += 1
+    while pending and pending[0].size == expected:
+        latest = _check(pending.pop(0), trust, compact, prev, good)
+        good, verified = expected, verified + 1
+    for cp in pending:
+        _open(cp, trust)
+        raise TamperingDetected(
+            TamperKind.TRUNCATED, expected, f"checkpoint of size {cp.size} signed, {expected} found"
+        )
+    if head_seq is not None and head_seq >= expected:
+        detail = f"chain head is at seq {head_seq}, the last entry is {expected - 1}"
+        raise TamperingDetected(TamperKind.TRUNCATED, expected, detail)
+    return VerifyResult(start, expected, compact.root(), verified, latest)
+
+
+def _check(
+    cp: StoredCheckpoint, trust: Trust, compact: CompactRange, chain: bytes, good: int
+) -> Checkpoint:
+    signed = _open(cp, trust).checkpoint
+    if signed.root != compact.root() or (signed.chain is not None and signed.chain != chain):
+        detail = f"entries {good}..{cp.size - 1} do not match the signed root of size {cp.size}"
+        raise TamperingDetected(TamperKind.MODIFIED, good, detail)
+    return signed
+
+
+def _classify(e: int, row: Row, rest: Iterator[Row], prev: bytes, prev2: bytes) -> None:
+    """Raise the right ``TamperingDetected`` for the first bad row, found at position ``e``."""
+    seq, entry, digest, chain = row
+    if seq > e:
+        raise TamperingDetected(TamperKind.DELETED, e, f"rows {e}..{seq - 1} are missing")
+    if sha256(entry).digest() != digest:
+        raise TamperingDetected(TamperKind.MODIFIED, e, "entry bytes do not match the entry hash")
+    try:
+        claim = claimed_seq(entry)
+    except EventError as exc:
+        raise TamperingDetected(TamperKind.MODIFIED, e, str(exc)) from exc
+    later = [claimed_seq(r[1]) for r in rest]
+    duplicated = claim < e or len(set(later)) < len(later) or any(c < e for c in later)
+    if claim == e:
+        if duplicated:
+            raise TamperingDetected(TamperKind.INSERTED, e, f"a second row claims seq {e}")
+        raise TamperingDetected(TamperKind.MODIFIED, e, "chain hash does not continue the chain")
+    if claim < e:
+        fits_earlier = sha256(prev2 + digest).digest() == chain
+        bad = e - 1 if fits_earlier else e
+        raise TamperingDetected(TamperKind.INSERTED, bad, f"row {bad} is not part of the chain")
+    if duplicated:
+        raise TamperingDetected(TamperKind.INSERTED, e, f"row {e} claims seq {claim}")
+    if e in later:
+        raise TamperingDetected(TamperKind.REORDERED, e, f"row {e} holds the entry of seq {claim}")
+    raise TamperingDetected(TamperKind.DELETED, e, f"no row holds the entry of seq {e}")

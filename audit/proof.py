@@ -1,0 +1,92 @@
+"""Building RFC 9162 inclusion and consistency proofs.
+
+``Tree`` keeps every complete subtree hash (about 2n hashes), so each proof is O(log n) lookups
+plus at most one "ephemeral" right-edge node. Proofs come out in the decomposed form ``verify``
+checks: ``inner`` siblings up to the split point, then ``border`` left siblings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from audit.errors import ProofError
+from audit.rfc6962 import EMPTY_ROOT, hash_children
+from audit.types import Hash
+
+
+def _decompose(index: int, size: int) -> tuple[int, int]:
+    inner = (index ^ (size - 1)).bit_length()
+    return inner, (index >> inner).bit_count()
+
+
+class Tree:
+    """All complete subtree hashes of a list of leaf hashes; proofs for any size up to it."""
+
+    def __init__(self, leaves: Sequence[Hash]) -> None:
+        self.levels: list[list[Hash]] = [list(leaves)]
+        while len(self.levels[-1]) > 1:
+            below = self.levels[-1]
+            self.levels.append(
+                [hash_children(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)]
+            )
+
+    @property
+    def size(self) -> int:
+        return len(self.levels[0])
+
+    def _range_root(self, start: int, end: int) -> Hash:
+        """MTH of leaves [start, end); ``start`` aligned to the largest power of 2 <= the width."""
+        nodes: list[Hash] = []
+        while start < end:
+            level = (end - start).bit_length() - 1
+            while start & ((1 << level) - 1):
+                level -= 1
+            nodes.append(self.levels[level][start >> level])
+            start += 1 << level
+        node = nodes[-1]
+        for left in reversed(nodes[:-1]):
+            node = hash_children(left, node)
+        return node
+
+    def root(self, size: int) -> Hash:
+        if not 0 <= size <= self.size:
+            raise ProofError(f"root: got size {size}, want 0..{self.size}")
+        return self._range_root(0, size) if size else EMPTY_ROOT
+
+    def _path(self, index: int, level: int, size: int, inner: int) -> list[Hash]:
+        """Siblings of node ``index`` at ``level`` in a tree of ``size`` leaves."""
+        proof: list[Hash] = []
+        for j in range(inner):
+            sibling = (index >> j) ^ 1
+            start = sibling << (level + j)
+            end = min(start + (1 << (level + j)), size)
+            proof.append(self._range_root(start, end))
+        for j in range(inner, index.bit_length()):
+            if (index >> j) & 1:
+                proof.append(self.levels[level + j][(index >> j) - 1])
+        return proof
+
+    def inclusion(self, index: int, size: int) -> list[Hash]:
+        """Audit path of leaf ``index`` in the tree of the first ``size`` leaves.
+
+        Preconditions: ``0 <= index < size <= self.size``.
+        """
+        if not 0 <= index < size <= self.size:
+            raise ProofError(f"inclusion proof: got index {index}, size {size}, have {self.size}")
+        inner, _ = _decompose(index, size)
+        return self._path(index, 0, size, inner)
+
+    def consistency(self, size1: int, size2: int) -> list[Hash]:
+        """Proof that the tree of ``size1`` leaves is a prefix of the one of ``size2`` leaves.
+
+        Preconditions: ``0 <= size1 <= size2 <= self.size``; empty if size1 is 0 or size2.
+        """
+        if not 0 <= size1 <= size2 <= self.size:
+            raise ProofError(f"consistency proof: got {size1}, {size2}, have {self.size}")
+        if size1 in (0, size2):
+            return []
+        inner, _ = _decompose(size1 - 1, size2)
+        shift = (size1 & -size1).bit_length() - 1
+        index = (size1 - 1) >> shift
+        seed = [] if size1 == 1 << shift else [self.levels[shift][index]]
+        return seed + self._path(index, shift, size2, inner - shift)

@@ -1,0 +1,165 @@
+"""SQL for the audit tables (psycopg 3): pending inserts, sealed reads, streaming, search.
+
+Table layout: migrations/versions/0002_audit.py. Only ``audit_pending`` is ever written by the
+application; everything else is written by the sealer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from audit.chain import encode_event
+from audit.errors import StoreError
+from audit.types import ChainHash, Event
+
+INSERT_PENDING = (
+    "INSERT INTO audit_pending"
+    " (event_id, event, occurred_at, actor, action, resource, outcome_status) VALUES"
+    " (%(event_id)s, %(event)s, %(occurred_at)s, %(actor)s, %(action)s, %(resource)s,"
+    " %(outcome_status)s)"
+)
+"""psycopg placeholders; ``INSERT_PENDING_SA`` is the same statement for ``sqlalchemy.text``."""
+INSERT_PENDING_SA = (
+    "INSERT INTO audit_pending"
+    " (event_id, event, occurred_at, actor, action, resource, outcome_status) VALUES"
+    " (:event_id, :event, :occurred_at, :actor, :action, :resource, :outcome_status)"
+)
+
+
+def dsn(url: str) -> str:
+    """Accept SQLAlchemy-style URLs too: ``postgresql+psycopg://`` -> ``postgresql://``."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(dsn(url), **kwargs)
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot connect to the audit database: {exc}") from exc
+
+
+def pending_params(event: Event) -> dict[str, Any]:
+    """Row values for ``INSERT_PENDING``: the canonical bytes plus the search columns."""
+    return {
+        "event_id": uuid.UUID(event.event_id),
+        "event": encode_event(event),
+        "occurred_at": datetime.fromisoformat(event.occurred_at),
+        "actor": event.actor_subject,
+        "action": event.action,
+        "resource": event.resource,
+        "outcome_status": event.outcome_status,
+    }
+
+
+def append_pending(conn: psycopg.Connection[Any], event: Event) -> None:
+    """Insert one event into the caller's open transaction (lock-free)."""
+    conn.execute(INSERT_PENDING, pending_params(event))
+
+
+Row = tuple[int, bytes, bytes, bytes]
+"""(seq, entry bytes, entry hash, chain hash) as stored."""
+
+
+def stream_entries(
+    conn: psycopg.Connection[Any], start: int = 0, stop: int | None = None, batch: int = 20_000
+) -> Iterator[Row]:
+    """Sealed rows with ``start <= seq < stop`` in seq order, via a server-side cursor."""
+    query = "SELECT seq, entry, entry_hash, chain_hash FROM audit_entries WHERE seq >= %s"
+    params: list[int] = [start]
+    if stop is not None:
+        query += " AND seq < %s"
+        params.append(stop)
+    scope = conn.transaction() if conn.autocommit else contextlib.nullcontext()
+    with scope, conn.cursor(name=f"audit_stream_{uuid.uuid4().hex[:8]}") as cur:
+        cur.itersize = batch
+        cur.execute(query + " ORDER BY seq", params)
+        for seq, entry, entry_hash, chain in cur:
+            yield seq, bytes(entry), bytes(entry_hash), bytes(chain)
+
+
+def leaf_entries(conn: psycopg.Connection[Any], start: int, stop: int) -> Iterator[bytes]:
+    for _, entry, _, _ in stream_entries(conn, start, stop):
+        yield entry
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    size: int
+    note: str
+    compact_range: bytes
+
+
+def checkpoints(conn: psycopg.Connection[Any]) -> list[StoredCheckpoint]:
+    rows = conn.execute("SELECT size, note, compact_range FROM audit_checkpoints ORDER BY size")
+    return [StoredCheckpoint(size, note, bytes(blob)) for size, note, blob in rows]
+
+
+def latest_checkpoint(conn: psycopg.Connection[Any]) -> StoredCheckpoint | None:
+    row = conn.execute(
+        "SELECT size, note, compact_range FROM audit_checkpoints ORDER BY size DESC LIMIT 1"
+    ).fetchone()
+    return None if row is None else StoredCheckpoint(row[0], row[1], bytes(row[2]))
+
+
+def chain_head(conn: psycopg.Connection[Any], lock: bool = False) -> tuple[int, ChainHash]:
+    """(seq of the last sealed entry or -1, its chain hash); ``lock`` takes the row lock."""
+    query = "SELECT seq, chain_hash FROM audit_chain_head WHERE id = 1"
+    row = conn.execute(query + (" FOR UPDATE" if lock else "")).fetchone()
+    if row is None:
+        raise StoreError("audit_chain_head has no row: is the database migrated?")
+    return int(row[0]), ChainHash(bytes(row[1]))
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    actor: str | None = None
+    resource: str | None = None
+    action: str | None = None
+    outcome_status: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    after_seq: int = -1
+    limit: int = 100
+
+
+def search(conn: psycopg.Connection[Any], where: SearchFilter) -> list[tuple[int, bytes]]:
+    """(seq, entry bytes) of matching sealed entries, in seq order, after ``after_seq``."""
+    clauses: list[sql.Composable] = [sql.SQL("seq > %s")]
+    params: list[Any] = [where.after_seq]
+    for column, value, op in (
+        ("actor", where.actor, "="),
+        ("resource", where.resource, "="),
+        ("action", where.action, "="),
+        ("outcome_status", where.outcome_status, "="),
+        ("occurred_at", where.since, ">="),
+        ("occurred_at", where.until, "<"),
+    ):
+        if value is not None:
+            clauses.append(sql.SQL("{} {} %s").format(sql.Identifier(column), sql.SQL(op)))
+            params.append(value)
+    query = sql.SQL("SELECT seq, entry FROM audit_entries WHERE {} ORDER BY seq LIMIT %s").format(
+        sql.SQL(" AND ").join(clauses)
+    )
+    rows = conn.execute(query, [*params, where.limit]).fetchall()
+    return [(int(seq), bytes(entry)) for seq, entry in rows]
+
+
+def entry_at(conn: psycopg.Connection[Any], seq: int) -> bytes | None:
+    row = conn.execute("SELECT entry FROM audit_entries WHERE seq = %s", [seq]).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def seq_of_events(conn: psycopg.Connection[Any], event_ids: Sequence[str]) -> dict[str, int]:
+    rows = conn.execute(
+        "SELECT event_id::text, seq FROM audit_entries WHERE event_id = ANY(%s::uuid[])",
+        [list(event_ids)],
+    )
+    return {event_id: int(seq) for event_id, seq in rows}

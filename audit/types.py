@@ -1,0 +1,81 @@
+"""Value types of the audit log: hashes as ``NewType``s, wire records as frozen dataclasses."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import NewType
+
+Hash = NewType("Hash", bytes)
+"""A 32-byte SHA-256 Merkle tree hash (a leaf or an interior node, RFC 6962)."""
+EntryHash = NewType("EntryHash", bytes)
+"""SHA-256 of an entry's stored canonical bytes."""
+ChainHash = NewType("ChainHash", bytes)
+"""SHA-256(previous chain hash || entry hash); the genesis predecessor is 32 zero bytes."""
+
+HASH_SIZE = 32
+GENESIS_CHAIN = ChainHash(bytes(HASH_SIZE))
+
+
+class TamperKind(enum.StrEnum):
+    """What verification concluded was done to the log."""
+
+    MODIFIED = "modified"
+    DELETED = "deleted"
+    INSERTED = "inserted"
+    REORDERED = "reordered"
+    TRUNCATED = "truncated"
+    BAD_SIGNATURE = "bad_checkpoint_signature"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One audited access, as the audit library stores it. Never document text.
+
+    ``occurred_at`` is an RFC 3339 UTC string with exactly six fractional digits, so the writer
+    and every verifier agree on its bytes.
+    """
+
+    event_id: str
+    occurred_at: str
+    action: str
+    outcome_status: int
+    request_id: str
+    actor_subject: str | None = None
+    actor_fingerprint: str | None = None
+    source_address: str | None = None
+    error_code: str | None = None
+    resource: str | None = None
+    """The document id or, when configured, its HMAC pseudonym (``hmac-sha256:<hex>``)."""
+    result_id: str | None = None
+    content_sha256: str | None = None
+    on_behalf_of: str | None = None
+
+
+@dataclass(frozen=True)
+class SealedEntry:
+    """A row of the sealed log: the stored canonical bytes and the hashes over them."""
+
+    seq: int
+    canonical: bytes
+    entry_hash: EntryHash
+    chain_hash: ChainHash
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The body of a C2SP tlog-checkpoint: origin, tree size, root hash (+ our chain extension)."""
+
+    origin: str
+    size: int
+    root: Hash
+    chain: ChainHash | None = None
+    """Chain hash of entry ``size - 1`` (extension line ``chain <base64>``), if present."""
+
+
+@dataclass(frozen=True)
+class SignedCheckpoint:
+    """A checkpoint with the signed note text it was parsed from or signed into."""
+
+    checkpoint: Checkpoint
+    note: str
