@@ -53,7 +53,8 @@ CACHE_SIZE = 1024
 def scrub_forgeable(environ: dict[str, Any]) -> list[str]:
     """Delete identity-looking keys a client could have supplied; return what was deleted."""
     doomed = [
-        key for key in environ
+        key
+        for key in environ
         if key in FORGEABLE_KEYS or key.upper().startswith(FORGEABLE_PREFIXES)
     ]
     for key in doomed:
@@ -110,3 +111,12 @@ class ClientCertMiddleware:
 def with_client_identity(app: WSGIApp, roles_path: Path | None) -> ClientCertMiddleware:
     """``app`` wrapped so it sees the caller's ``Identity``; loads the role table now."""
     return ClientCertMiddleware(app, load_role_map(roles_path))
+
+
+def install_client_identity(app: Any, roles_path: Path | None) -> None:
+    """Wrap a Flask app's ``wsgi_app`` in place, so ``app`` stays the Flask object gunicorn loads.
+
+    Call it only in the production entry point (``appliance/wsgi.py``): the middleware deletes any
+    identity a test client puts in the environ.
+    """
+    app.wsgi_app = with_client_identity(app.wsgi_app, roles_path)

@@ -85,9 +85,7 @@ class CachedContextHook:
             return self._context
 
 
-def gunicorn_tls_settings(
-    *, cert: Path, key: Path, ca: Path, crl: Path | None
-) -> dict[str, Any]:
+def gunicorn_tls_settings(*, cert: Path, key: Path, ca: Path, crl: Path | None) -> dict[str, Any]:
     """Settings for a gunicorn config module; builds one context now to fail early.
 
     Raises ``TlsConfigError`` when the files do not make a working server context.
@@ -116,7 +114,8 @@ def gunicorn_tls_settings(
 def tls_settings_from(settings: TlsPaths) -> dict[str, Any]:
     """``gunicorn_tls_settings`` from the appliance settings; all of cert, key, ca are required."""
     missing = [
-        f"APPLIANCE_{name.upper()}" for name in ("tls_cert", "tls_key", "tls_ca")
+        f"APPLIANCE_{name.upper()}"
+        for name in ("tls_cert", "tls_key", "tls_ca")
         if getattr(settings, name) is None
     ]
     if missing:
@@ -139,10 +138,12 @@ def cert_not_after(cert: Path) -> datetime:
 
 def _default_factory(cert: Path, key: Path, ca: Path) -> Callable[[], ssl.SSLContext]:
     """What gunicorn's default factory does, for the start-up check."""
+
     def build() -> ssl.SSLContext:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(ca))
         context.load_cert_chain(certfile=str(cert), keyfile=str(key))
         return context
+
     return build
 
 

@@ -75,7 +75,11 @@ class DevCA:
 
     @classmethod
     def init(
-        cls, directory: Path, *, common_name: str = "Appliance Dev CA", days: int = 3650,
+        cls,
+        directory: Path,
+        *,
+        common_name: str = "Appliance Dev CA",
+        days: int = 3650,
         force: bool = False,
     ) -> DevCA:
         """Create a new CA and an empty CRL. Refuses to replace an existing CA unless ``force``."""
@@ -104,8 +108,12 @@ class DevCA:
         return cls(directory, key, cert)
 
     def issue_server(
-        self, name: str = "server", sans: tuple[str, ...] = DEFAULT_SERVER_SANS, *,
-        days: int = 397, expired: bool = False,
+        self,
+        name: str = "server",
+        sans: tuple[str, ...] = DEFAULT_SERVER_SANS,
+        *,
+        days: int = 397,
+        expired: bool = False,
     ) -> Issued:
         """A TLS server certificate; ``sans`` defaults to localhost and 127.0.0.1."""
         if not sans:
@@ -125,7 +133,8 @@ class DevCA:
         index = self._load_index()
         now = datetime.now(UTC)
         hits = [
-            entry for entry in index["certs"]
+            entry
+            for entry in index["certs"]
             if entry["revoked_at"] is None
             and (entry["name"] == name if name is not None else int(entry["serial"], 16) == serial)
         ]
@@ -143,11 +152,15 @@ class DevCA:
         index["crl_number"] += 1
         revoked = [
             (int(e["serial"], 16), datetime.fromisoformat(e["revoked_at"]))
-            for e in index["certs"] if e["revoked_at"] is not None
+            for e in index["certs"]
+            if e["revoked_at"] is not None
         ]
         crl = builders.build_crl(
-            ca_key=self.key, ca_cert=self.cert, revoked=revoked,
-            crl_number=index["crl_number"], validity=validity(days, expired=expired),
+            ca_key=self.key,
+            ca_cert=self.cert,
+            revoked=revoked,
+            crl_number=index["crl_number"],
+            validity=validity(days, expired=expired),
         )
         self._save_index(index)
         path = out or self.crl_path
@@ -163,17 +176,27 @@ class DevCA:
         general_names = [builders.parse_san(san) for san in sans]
         key = builders.new_key()
         cert = builders.build_leaf(
-            ca_key=self.key, ca_cert=self.cert, key=key, common_name=name,
-            sans=general_names, server=server, validity=window,
+            ca_key=self.key,
+            ca_cert=self.cert,
+            key=key,
+            common_name=name,
+            sans=general_names,
+            server=server,
+            validity=window,
         )
         key_path, cert_path = self.directory / f"{name}.key", self.directory / f"{name}.pem"
         _write_key(key_path, key)
         _write_public(cert_path, cert.public_bytes(serialization.Encoding.PEM))
         index = self._load_index()
-        index["certs"].append({
-            "name": name, "serial": f"{cert.serial_number:x}", "server": server,
-            "not_after": cert.not_valid_after_utc.isoformat(), "revoked_at": None,
-        })
+        index["certs"].append(
+            {
+                "name": name,
+                "serial": f"{cert.serial_number:x}",
+                "server": server,
+                "not_after": cert.not_valid_after_utc.isoformat(),
+                "revoked_at": None,
+            }
+        )
         self._save_index(index)
         return Issued(name, cert_path, key_path, cert.serial_number, cert.not_valid_after_utc)
 

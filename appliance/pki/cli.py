@@ -35,8 +35,12 @@ class _PkiGroup(click.Group):
 
 @click.group(cls=_PkiGroup)
 @click.option(
-    "--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
-    default=Path("var/pki"), show_default=True, envvar="APPLIANCE_PKI_DIR",
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("var/pki"),
+    show_default=True,
+    envvar="APPLIANCE_PKI_DIR",
     help="Directory holding the CA and issued files.",
 )
 @click.pass_context
@@ -64,12 +68,16 @@ def init(directory: Path, cn: str, days: int, force: bool) -> None:
 def _validity_options(default_days: int) -> Callable[[F], F]:
     def decorate(func: F) -> F:
         func = click.option(
-            "--days", default=default_days, show_default=True, type=click.IntRange(min=1),
+            "--days",
+            default=default_days,
+            show_default=True,
+            type=click.IntRange(min=1),
             help="Validity in days from now.",
         )(func)
         return click.option(
             "--expired", is_flag=True, help="Issue an already expired certificate (tests)."
         )(func)
+
     return decorate
 
 
@@ -77,13 +85,18 @@ def _validity_options(default_days: int) -> Callable[[F], F]:
 @click.option("--name", default="server", show_default=True, help="CN and file stem.")
 @click.option("--san", "sans", multiple=True, help="Extra SAN, e.g. DNS:host or IP:10.0.0.5.")
 @click.option(
-    "--no-default-sans", is_flag=True,
+    "--no-default-sans",
+    is_flag=True,
     help=f"Do not add the default SANs {', '.join(DEFAULT_SERVER_SANS)}.",
 )
 @_validity_options(397)
 @click.pass_obj
 def issue_server(
-    directory: Path, name: str, sans: tuple[str, ...], no_default_sans: bool, days: int,
+    directory: Path,
+    name: str,
+    sans: tuple[str, ...],
+    no_default_sans: bool,
+    days: int,
     expired: bool,
 ) -> None:
     """Issue the TLS server certificate (<name>.pem, <name>.key)."""
@@ -95,7 +108,9 @@ def issue_server(
 @pki.command("issue-client")
 @click.option("--name", required=True, help="CN and file stem, e.g. intake.")
 @click.option(
-    "--san", "sans", multiple=True,
+    "--san",
+    "sans",
+    multiple=True,
     help="SAN: URI:spiffe://hospital/svc/NAME, DNS:host or email:person@hospital.example.",
 )
 @_validity_options(365)
@@ -127,11 +142,20 @@ def revoke(directory: Path, name: str | None, serial: str | None) -> None:
 
 
 @pki.command()
-@click.option("--days", default=7, show_default=True, type=click.IntRange(min=1),
-              help="Days until nextUpdate.")
+@click.option(
+    "--days",
+    default=7,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Days until nextUpdate.",
+)
 @click.option("--expired", is_flag=True, help="Write a CRL whose nextUpdate has passed (tests).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write here instead of <dir>/crl.pem.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write here instead of <dir>/crl.pem.",
+)
 @click.pass_obj
 def crl(directory: Path, days: int, expired: bool, out: Path | None) -> None:
     """Re-sign the CRL (run it from a timer well before nextUpdate)."""

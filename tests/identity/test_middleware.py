@@ -1,0 +1,53 @@
+"""The middleware without a network: what it removes and that it never invents an identity.
+
+The TLS path (a real verified peer certificate) is covered over real gunicorn in test_access.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY, Identity
+from appliance.identity.middleware import ClientCertMiddleware, StartResponse
+from appliance.identity.roles import parse_role_table
+
+FORGED = {
+    "SSL_CLIENT_S_DN": "CN=admin",
+    "SSL_CLIENT_CERT": "pem",
+    "SSL_CLIENT_VERIFY": "SUCCESS",
+    "HTTP_X_CLIENT_CERT": "pem",
+    "HTTP_SSL_CLIENT_S_DN": "CN=admin",
+    "HTTP_X_SSL_CLIENT_S_DN": "CN=admin",
+    "HTTP_X_FORWARDED_CLIENT_CERT": "URI=spiffe://hospital/svc/intake",
+    "HTTP_CLIENT_CERT": ":pem:",
+    "HTTP_CLIENT_CERT_CHAIN": ":pem:",
+    "HTTP_X_ARR_CLIENTCERT": "pem",
+    "REMOTE_USER": "admin",
+}
+KEPT = {"HTTP_HOST": "localhost", "HTTP_X_REQUEST_ID": "abc", "PATH_INFO": "/", "SERVER_PORT": "1"}
+
+
+def run(environ: dict[str, Any]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+
+    def app(env: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        seen.update(env)
+        start_response("200 OK", [])
+        return [b""]
+
+    middleware = ClientCertMiddleware(app, parse_role_table("version: 1\nrules: []\n"))
+    middleware(environ, lambda *args: None)
+    return seen
+
+
+def test_forgeable_keys_are_removed_and_others_kept() -> None:
+    seen = run({**FORGED, **KEPT})
+    assert seen == KEPT
+
+
+def test_no_tls_socket_means_no_identity_even_if_one_was_planted() -> None:
+    planted = Identity("CN=admin", (), "1", "00", datetime.max, frozenset())
+    seen = run({**KEPT, IDENTITY_ENVIRON_KEY: planted, "gunicorn.socket": object()})
+    assert IDENTITY_ENVIRON_KEY not in seen
