@@ -24,8 +24,9 @@ from threading import Lock
 from typing import Any
 
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY, Identity
-from appliance.identity.peercert import identity_from_der
+from appliance.identity.peercert import facts_from_der, identity_from_facts
 from appliance.identity.roles import RoleMap, load_role_map
+from appliance.identity.tls import RevokedSerials
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +76,19 @@ def peer_certificate_der(environ: dict[str, Any]) -> bytes | None:
 
 
 class ClientCertMiddleware:
-    """Wrap a WSGI app; see the module doc. ``role_map`` is fixed for the worker's life."""
+    """Wrap a WSGI app; see the module doc. ``role_map`` is fixed for the worker's life.
 
-    def __init__(self, app: WSGIApp, role_map: RoleMap) -> None:
+    With ``revoked`` (the CRL the TLS layer uses), a certificate revoked after its connection was
+    opened stops being an identity from the next request on (keep-alive connections).
+    """
+
+    def __init__(
+        self, app: WSGIApp, role_map: RoleMap, revoked: RevokedSerials | None = None
+    ) -> None:
         self.app = app
         self.role_map = role_map
-        self._cache: OrderedDict[bytes, Identity] = OrderedDict()
+        self.revoked = revoked
+        self._cache: OrderedDict[bytes, tuple[Identity, str]] = OrderedDict()
         self._lock = Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -89,34 +97,48 @@ class ClientCertMiddleware:
             log.info("removed client-supplied identity keys %s", sorted(removed))
         der = peer_certificate_der(environ)
         if der is not None:
-            identity = self._identity(der)
-            if identity.not_after > datetime.now(UTC):  # a long keep-alive can outlive it
+            identity, issuer = self._identity(der)
+            if self._still_valid(identity, issuer):
                 environ[IDENTITY_ENVIRON_KEY] = identity
         return self.app(environ, start_response)
 
-    def _identity(self, der: bytes) -> Identity:
+    def _still_valid(self, identity: Identity, issuer: str) -> bool:
+        if identity.not_after <= datetime.now(UTC):  # a long keep-alive can outlive it
+            return False
+        if self.revoked is not None and self.revoked.is_revoked(issuer, int(identity.serial, 16)):
+            log.warning("certificate %s was revoked during its connection", identity.serial)
+            return False
+        return True
+
+    def _identity(self, der: bytes) -> tuple[Identity, str]:
         with self._lock:
             cached = self._cache.get(der)
             if cached is not None:
                 self._cache.move_to_end(der)
                 return cached
-        identity = identity_from_der(der, self.role_map.roles_for)
+        facts = facts_from_der(der)
+        entry = (identity_from_facts(facts, self.role_map.roles_for(facts)), facts.issuer)
         with self._lock:
-            self._cache[der] = identity
+            self._cache[der] = entry
             if len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
-        return identity
+        return entry
 
 
-def with_client_identity(app: WSGIApp, roles_path: Path | None) -> ClientCertMiddleware:
+def with_client_identity(
+    app: WSGIApp, roles_path: Path | None, crl_path: Path | None = None
+) -> ClientCertMiddleware:
     """``app`` wrapped so it sees the caller's ``Identity``; loads the role table now."""
-    return ClientCertMiddleware(app, load_role_map(roles_path))
+    revoked = RevokedSerials(crl_path) if crl_path is not None else None
+    return ClientCertMiddleware(app, load_role_map(roles_path), revoked)
 
 
-def install_client_identity(app: Any, roles_path: Path | None) -> None:
+def install_client_identity(
+    app: Any, roles_path: Path | None, crl_path: Path | None = None
+) -> None:
     """Wrap a Flask app's ``wsgi_app`` in place, so ``app`` stays the Flask object gunicorn loads.
 
     Call it only in the production entry point (``appliance/wsgi.py``): the middleware deletes any
-    identity a test client puts in the environ.
+    identity a test client puts in the environ. Pass the same CRL as ``APPLIANCE_TLS_CRL``.
     """
-    app.wsgi_app = with_client_identity(app.wsgi_app, roles_path)
+    app.wsgi_app = with_client_identity(app.wsgi_app, roles_path, crl_path)

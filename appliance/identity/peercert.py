@@ -22,6 +22,7 @@ class CertFacts:
     """What role rules may match on, read from one certificate."""
 
     subject: str
+    issuer: str
     common_name: str | None
     sans: tuple[str, ...]
     serial: str
@@ -40,6 +41,7 @@ def facts_from_der(der: bytes) -> CertFacts:
     common_name = common_names[0].value if common_names else None
     return CertFacts(
         subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
         common_name=common_name if isinstance(common_name, str) else None,
         sans=_sans(cert),
         serial=f"{cert.serial_number:x}",
@@ -48,17 +50,21 @@ def facts_from_der(der: bytes) -> CertFacts:
     )
 
 
-def identity_from_der(der: bytes, roles_for: Callable[[CertFacts], frozenset[str]]) -> Identity:
-    """The ``Identity`` of a verified peer certificate, with the roles ``roles_for`` grants."""
-    facts = facts_from_der(der)
+def identity_from_facts(facts: CertFacts, roles: frozenset[str]) -> Identity:
     return Identity(
         subject=facts.subject,
         sans=facts.sans,
         serial=facts.serial,
         fingerprint_sha256=facts.fingerprint_sha256,
         not_after=facts.not_after,
-        roles=roles_for(facts),
+        roles=roles,
     )
+
+
+def identity_from_der(der: bytes, roles_for: Callable[[CertFacts], frozenset[str]]) -> Identity:
+    """The ``Identity`` of a verified peer certificate, with the roles ``roles_for`` grants."""
+    facts = facts_from_der(der)
+    return identity_from_facts(facts, roles_for(facts))
 
 
 def _sans(cert: x509.Certificate) -> tuple[str, ...]:

@@ -126,6 +126,44 @@ def tls_settings_from(settings: TlsPaths) -> dict[str, Any]:
     )
 
 
+class RevokedSerials:
+    """``(issuer, serial)`` pairs listed in a CRL file, re-read when the file changes.
+
+    The handshake checks the CRL only when a connection opens; the middleware asks this object on
+    every request so that a keep-alive connection opened before a revocation loses its identity
+    from its next request on. Fails closed: an unreadable file counts every certificate revoked.
+    """
+
+    def __init__(self, crl: Path) -> None:
+        self.crl = crl
+        self._lock = Lock()
+        self._stamp: FileStamp = None
+        self._revoked: frozenset[tuple[str, int]] | None = None
+
+    def is_revoked(self, issuer: str, serial: int) -> bool:
+        try:
+            stamp = _stamp(self.crl)
+            with self._lock:
+                if self._revoked is None or stamp != self._stamp:
+                    self._revoked, self._stamp = _read_revoked(self.crl), stamp
+                return (issuer, serial) in self._revoked
+        except (OSError, ValueError) as exc:
+            log.error("CRL %s unreadable, treating every certificate as revoked: %s", self.crl, exc)
+            return True
+
+
+def _read_revoked(crl: Path) -> frozenset[tuple[str, int]]:
+    data = crl.read_bytes()
+    pairs: set[tuple[str, int]] = set()
+    for block in data.split(b"-----END X509 CRL-----")[:-1]:
+        parsed = x509.load_pem_x509_crl(block + b"-----END X509 CRL-----\n")
+        issuer = parsed.issuer.rfc4514_string()
+        pairs.update((issuer, entry.serial_number) for entry in parsed)
+    if not pairs and b"-----BEGIN X509 CRL-----" not in data:
+        raise ValueError(f"no CRL in {crl}")
+    return frozenset(pairs)
+
+
 def crl_next_update(crl: Path) -> datetime | None:
     """nextUpdate of the first CRL in a PEM file (feed it to an expiry alert)."""
     return x509.load_pem_x509_crl(crl.read_bytes()).next_update_utc

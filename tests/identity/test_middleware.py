@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY, Identity
 from appliance.identity.middleware import ClientCertMiddleware, StartResponse
 from appliance.identity.roles import parse_role_table
+from appliance.identity.tls import RevokedSerials
+from appliance.pki import DevCA
 
 FORGED = {
     "SSL_CLIENT_S_DN": "CN=admin",
@@ -51,3 +54,27 @@ def test_no_tls_socket_means_no_identity_even_if_one_was_planted() -> None:
     planted = Identity("CN=admin", (), "1", "00", datetime.max, frozenset())
     seen = run({**KEPT, IDENTITY_ENVIRON_KEY: planted, "gunicorn.socket": object()})
     assert IDENTITY_ENVIRON_KEY not in seen
+
+
+def test_revoked_serials_follow_the_crl_file_and_fail_closed(tmp_path: Path) -> None:
+    ca = DevCA.init(tmp_path / "a", common_name="CA A")
+    other = DevCA.init(tmp_path / "b", common_name="CA B")
+    one, two = ca.issue_client("one"), ca.issue_client("two")
+    revoked = RevokedSerials(ca.crl_path)
+    assert not revoked.is_revoked("CN=CA A", one.serial)
+
+    ca.revoke(name="one")
+    assert revoked.is_revoked("CN=CA A", one.serial)
+    assert not revoked.is_revoked("CN=CA A", two.serial)
+    assert not revoked.is_revoked("CN=CA B", one.serial)  # same serial, other issuer
+
+    bundle = tmp_path / "bundle.pem"  # CRLs of two CAs in one file
+    other.issue_client("x")
+    [x_serial] = other.revoke(name="x")
+    bundle.write_bytes(ca.crl_path.read_bytes() + other.crl_path.read_bytes())
+    both = RevokedSerials(bundle)
+    assert both.is_revoked("CN=CA A", one.serial)
+    assert both.is_revoked("CN=CA B", x_serial)
+    assert not both.is_revoked("CN=CA B", one.serial)
+    bundle.write_text("garbage")
+    assert both.is_revoked("CN=CA A", two.serial)  # unreadable -> everything revoked

@@ -34,6 +34,7 @@ rules:
 def facts(*sans: str, cn: str | None = "svc") -> CertFacts:
     return CertFacts(
         subject=f"CN={cn}",
+        issuer="CN=Test CA",
         common_name=cn,
         sans=sans,
         serial="1",

@@ -69,4 +69,5 @@ def bare_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable
 
 
 _roles = os.environ.get("APPLIANCE_ROLES_PATH")
-app = with_client_identity(bare_app, Path(_roles) if _roles else None)
+_crl = os.environ.get("APPLIANCE_TLS_CRL")
+app = with_client_identity(bare_app, Path(_roles) if _roles else None, Path(_crl) if _crl else None)
