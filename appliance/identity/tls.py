@@ -18,13 +18,15 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from threading import Lock
 from typing import Any, Protocol
 
 from cryptography import x509
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +174,42 @@ def crl_next_update(crl: Path) -> datetime | None:
 def cert_not_after(cert: Path) -> datetime:
     """notAfter of the first certificate in a PEM file (feed it to an expiry alert)."""
     return x509.load_pem_x509_certificate(cert.read_bytes()).not_valid_after_utc
+
+
+class TlsExpiryCollector:
+    """Prometheus collector: expiry times of the server certificate and the CRL, read at scrape.
+
+    Register it on the registry the /metrics view renders; alert when
+    ``appliance_tls_crl_next_update_timestamp_seconds - time() < 2 * 3600`` (see
+    docs/security-model.md). An unreadable file yields 0, which fires the alert at once.
+    """
+
+    def __init__(self, cert: Path | None, crl: Path | None) -> None:
+        self.cert, self.crl = cert, crl
+
+    def collect(self) -> Iterator[Metric]:
+        cert, crl = self.cert, self.crl
+        if cert is not None:
+            yield _gauge(
+                "appliance_tls_server_cert_not_after_timestamp_seconds",
+                "notAfter of the served TLS certificate (Unix time)",
+                lambda: cert_not_after(cert),
+            )
+        if crl is not None:
+            yield _gauge(
+                "appliance_tls_crl_next_update_timestamp_seconds",
+                "nextUpdate of the CRL checked at the TLS handshake (Unix time)",
+                lambda: crl_next_update(crl),
+            )
+
+
+def _gauge(name: str, doc: str, read: Callable[[], datetime | None]) -> GaugeMetricFamily:
+    try:
+        when = read()
+        value = when.timestamp() if when is not None else 0.0
+    except (OSError, ValueError):
+        value = 0.0
+    return GaugeMetricFamily(name, doc, value=value)
 
 
 def _default_factory(cert: Path, key: Path, ca: Path) -> Callable[[], ssl.SSLContext]:

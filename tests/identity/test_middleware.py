@@ -10,10 +10,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY, Identity
 from appliance.identity.middleware import ClientCertMiddleware, StartResponse
 from appliance.identity.roles import parse_role_table
-from appliance.identity.tls import RevokedSerials
+from appliance.identity.tls import RevokedSerials, TlsExpiryCollector
 from appliance.pki import DevCA
 
 FORGED = {
@@ -78,3 +80,16 @@ def test_revoked_serials_follow_the_crl_file_and_fail_closed(tmp_path: Path) -> 
     assert not both.is_revoked("CN=CA B", one.serial)
     bundle.write_text("garbage")
     assert both.is_revoked("CN=CA A", two.serial)  # unreadable -> everything revoked
+
+
+def test_tls_expiry_collector(tmp_path: Path) -> None:
+    ca = DevCA.init(tmp_path)
+    server = ca.issue_server()
+    registry = CollectorRegistry()
+    registry.register(TlsExpiryCollector(server.cert_path, ca.crl_path))
+    cert_value = registry.get_sample_value("appliance_tls_server_cert_not_after_timestamp_seconds")
+    assert cert_value == server.not_after.timestamp()
+    crl_value = registry.get_sample_value("appliance_tls_crl_next_update_timestamp_seconds")
+    assert crl_value is not None and crl_value > datetime.now().timestamp()
+    ca.crl_path.write_text("garbage")
+    assert registry.get_sample_value("appliance_tls_crl_next_update_timestamp_seconds") == 0.0
