@@ -51,7 +51,7 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
 def parse_vkey(text: str) -> tuple[str, Ed25519PublicKey]:
     """``name+keyid+base64`` -> (name, key); the key id must match."""
     try:
-        name, hex_id, encoded = text.strip().split("+")
+        name, hex_id, encoded = text.strip().split("+", 2)
         raw = base64.b64decode(encoded, validate=True)
     except (ValueError, binascii.Error) as exc:
         raise KeyFileError(f"malformed verifier key {text.strip()!r}") from exc

@@ -1,0 +1,5 @@
+"""``python -m audit`` is ``audit-tool``."""
+
+from audit.cli import main
+
+main()

@@ -1,0 +1,324 @@
+"""``audit-tool``: the auditors' command line. Needs no Flask and no appliance configuration.
+
+Exit codes (mapped in one place, ``main``): 0 success, 1 tampering detected, 2 any other error.
+Database commands read ``--database-url`` (or ``AUDIT_DATABASE_URL``); a read-only role
+(``appliance_auditor``) is enough for everything except ``seal``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import click
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from audit import checkpoint as notes
+from audit import export, service, store
+from audit.errors import AuditError, TamperingDetected
+from audit.integrity import Trust, VerifyResult, verify_log
+from audit.pseudonym import load_key, pseudonymise
+from audit.sealer import Sealer, Signer
+from audit.types import Checkpoint
+
+DB = click.option(
+    "--database-url", envvar="AUDIT_DATABASE_URL", required=True, help="PostgreSQL URL."
+)
+KEY = click.option(
+    "--public-key",
+    "public_key",
+    envvar="AUDIT_PUBLIC_KEY",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Verifier key file (name+id+base64, written by keygen).",
+)
+
+
+@click.group()
+def cli() -> None:
+    """Verify, search, export and prove the appliance's tamper-evident audit log."""
+
+
+def _trust(path: Path, origin: str | None) -> Trust:
+    name, public = notes.load_verifier_key(path)
+    return Trust(name, public, origin)
+
+
+def _emit(data: Any, out: IO[str] | None = None) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True), file=out)
+
+
+def _run_verify(
+    database_url: str | None, export_file: Path | None, trust: Trust, trusted: Checkpoint | None
+) -> tuple[VerifyResult | None, AuditError | None, dict[str, Any]]:
+    extra: dict[str, Any] = {"origin": trust.origin, "key_name": trust.name}
+    try:
+        if export_file is not None:
+            extra["source"] = str(export_file)
+            with export_file.open(encoding="utf-8") as lines:
+                data = export.read_jsonl(iter(lines))
+                result = verify_log(data.rows, data.checkpoints, trust, data.head_seq, trusted)
+        elif database_url is not None:
+            extra["source"] = "postgresql"
+            with store.connect(database_url) as conn:
+                result = service.verify_database(conn, trust, trusted)
+                extra["activity"] = service.activity(conn)
+                pending = conn.execute("SELECT count(*) FROM audit_pending").fetchone()
+                extra["pending_events"] = pending[0] if pending else 0
+        else:
+            raise click.UsageError("give --database-url or --export")
+    except AuditError as exc:
+        return None, exc, extra
+    return result, None, extra
+
+
+@cli.command()
+@click.option("--database-url", envvar="AUDIT_DATABASE_URL", help="PostgreSQL URL.")
+@click.option(
+    "--export",
+    "export_file",
+    type=click.Path(exists=True, path_type=Path),
+    help="Verify an export file offline instead.",
+)
+@KEY
+@click.option("--origin", help="Expected checkpoint origin line.")
+@click.option(
+    "--from-checkpoint",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Signed checkpoint note kept earlier: verify only what came after it.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON report.")
+def verify(
+    database_url: str | None,
+    export_file: Path | None,
+    public_key: Path,
+    origin: str | None,
+    from_checkpoint: Path | None,
+    as_json: bool,
+) -> None:
+    """Verify the whole log (or everything after a trusted checkpoint)."""
+    trust = _trust(public_key, origin)
+    trusted = None
+    if from_checkpoint is not None:
+        note = from_checkpoint.read_text(encoding="utf-8")
+        trusted = notes.open_note(note, trust.name, trust.public, origin).checkpoint
+    result, problem, extra = _run_verify(database_url, export_file, trust, trusted)
+    body = service.report(result, problem, **extra)
+    if as_json:
+        _emit(body)
+    else:
+        click.echo(_human(body))
+    if problem is not None:
+        raise problem
+
+
+@cli.command()
+@DB
+@KEY
+@click.option("--origin")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of text.")
+@click.option("--output", type=click.File("w"), default="-")
+def report(
+    database_url: str, public_key: Path, origin: str | None, as_json: bool, output: IO[str]
+) -> None:
+    """Integrity report for people (text) or machines (--json); exits 1 on tampering."""
+    result, problem, extra = _run_verify(database_url, None, _trust(public_key, origin), None)
+    body = service.report(result, problem, **extra)
+    if as_json:
+        _emit(body, output)
+    else:
+        click.echo(_human(body), file=output)
+    if problem is not None:
+        raise problem
+
+
+def _human(body: dict[str, Any]) -> str:
+    lines = [
+        f"Audit log integrity report ({body['generated_at']})",
+        f"Status: {body['status'].upper()}",
+    ]
+    if "tampering" in body:
+        t = body["tampering"]
+        lines.append(f"TAMPERING: {t['kind']} at seq {t['seq']}: {t['detail']}")
+    if "error" in body:
+        lines.append(f"Error: {body['error']}")
+    if "entries" in body:
+        lines += [
+            f"Source: {body.get('source')}  key: {body.get('key_name')}",
+            f"Entries verified: seq {body['start_seq']}..{body['entries'] - 1}",
+            f"Checkpoints verified: {body['checkpoints_verified']}",
+            f"Merkle root: {body['root']}",
+            f"Entries after the newest checkpoint: {body['unsigned_entries']}",
+        ]
+        if body.get("latest_checkpoint"):
+            lines.append(
+                "Newest checkpoint:\n  " + body["latest_checkpoint"]["note"].replace("\n", "\n  ")
+            )
+    if "pending_events" in body:
+        lines.append(f"Events awaiting sealing: {body['pending_events']}")
+    for row in body.get("activity", []):
+        lines.append(f"  {row['action']:<28} status {row['outcome_status']}: {row['count']}")
+    return "\n".join(lines)
+
+
+@cli.command()
+@DB
+@click.option("--actor")
+@click.option("--document", help="Document id (pseudonymised with --pseudonym-key if given).")
+@click.option("--pseudonym-key", type=click.Path(exists=True, path_type=Path))
+@click.option("--action")
+@click.option("--outcome", type=int, help="HTTP status.")
+@click.option("--since", type=click.DateTime(), help="UTC, inclusive.")
+@click.option("--until", type=click.DateTime(), help="UTC, exclusive.")
+@click.option("--after-seq", type=int, default=-1)
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100)
+def search(
+    database_url: str,
+    actor: str | None,
+    document: str | None,
+    pseudonym_key: Path | None,
+    action: str | None,
+    outcome: int | None,
+    since: datetime | None,
+    until: datetime | None,
+    after_seq: int,
+    limit: int,
+) -> None:
+    """Sealed events matching all the filters, as JSON Lines."""
+    resource = document
+    if document is not None and pseudonym_key is not None:
+        resource = pseudonymise(load_key(pseudonym_key), document)
+    where = store.SearchFilter(
+        actor, resource, action, outcome, _utc(since), _utc(until), after_seq, limit
+    )
+    with store.connect(database_url) as conn:
+        for seq, entry in store.search(conn, where):
+            click.echo(json.dumps(service.entry_json(seq, entry), sort_keys=True))
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment.replace(tzinfo=UTC)
+
+
+@cli.command(name="export")
+@DB
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
+@click.option("--output", type=click.File("w"), default="-")
+@click.option("--start", type=int, default=0, help="First seq (a checkpoint size, for archives).")
+@click.option("--proofs", is_flag=True, help="Add inclusion proofs (JSONL).")
+def export_cmd(database_url: str, fmt: str, output: IO[str], start: int, proofs: bool) -> None:
+    """Export the sealed log: JSONL verifies offline, CSV is for reading."""
+    with store.connect(database_url) as conn:
+        if fmt == "jsonl":
+            count = export.write_jsonl(conn, output, start, proofs)
+        else:
+            rows = ((seq, entry) for seq, entry, _, _ in store.stream_entries(conn, start))
+            count = export.write_csv(rows, output)
+    click.echo(f"exported {count} entries", err=True)
+
+
+@cli.group()
+def proof() -> None:
+    """RFC 9162 proofs against signed checkpoints."""
+
+
+@proof.command()
+@DB
+@click.option("--seq", type=int, required=True)
+@click.option("--tree-size", type=int, help="Checkpoint size (default: the newest).")
+def inclusion(database_url: str, seq: int, tree_size: int | None) -> None:
+    """Inclusion proof of one entry."""
+    with store.connect(database_url) as conn:
+        _emit(service.inclusion(conn, seq, tree_size))
+
+
+@proof.command()
+@DB
+@click.option("--from", "size1", type=int, required=True)
+@click.option("--to", "size2", type=int, required=True)
+def consistency(database_url: str, size1: int, size2: int) -> None:
+    """Consistency proof between two checkpoints."""
+    with store.connect(database_url) as conn:
+        _emit(service.consistency(conn, size1, size2))
+
+
+@cli.command()
+@DB
+@click.option(
+    "--signing-key",
+    envvar="APPLIANCE_AUDIT_SIGNING_KEY_PATH",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+)
+@click.option("--origin", envvar="APPLIANCE_AUDIT_ORIGIN", required=True)
+@click.option("--key-name", help="Signer name (default: the origin).")
+@click.option("--once", is_flag=True, help="Seal what is pending now, then exit.")
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=2000)
+@click.option("--checkpoint-interval", type=float, default=1.0, help="Seconds between checkpoints.")
+def seal(
+    database_url: str,
+    signing_key: Path,
+    origin: str,
+    key_name: str | None,
+    once: bool,
+    batch_size: int,
+    checkpoint_interval: float,
+) -> None:
+    """Run the sealer (one leader at a time; others stand by)."""
+    signer = Signer(origin, key_name or origin, notes.load_private_key(signing_key))
+    sealer = Sealer(database_url, signer, batch_size, checkpoint_interval)
+    if once:
+        click.echo(f"sealed {sealer.run_once()} events", err=True)
+        sealer.close()
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    sealer.run(stop)
+
+
+@cli.command()
+@click.option("--name", required=True, help="Key name; use the log's origin.")
+@click.option(
+    "--out", required=True, type=click.Path(path_type=Path), help="Writes OUT.pem and OUT.vkey."
+)
+def keygen(name: str, out: Path) -> None:
+    """Create an Ed25519 checkpoint signing key and its verifier key."""
+    private_path, public_path = out.with_suffix(".pem"), out.with_suffix(".vkey")
+    if private_path.exists():
+        raise click.UsageError(f"{private_path} exists; refusing to overwrite a signing key")
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    public_path.write_text(notes.vkey(name, key.public_key()) + "\n", encoding="utf-8")
+    click.echo(notes.vkey(name, key.public_key()))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: the one place errors become exit codes."""
+    try:
+        cli.main(args=argv, prog_name="audit-tool", standalone_mode=False)
+    except TamperingDetected as exc:
+        click.echo(f"audit-tool: TAMPERING DETECTED: {exc}", err=True)
+        sys.exit(1)
+    except AuditError as exc:
+        click.echo(f"audit-tool: error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        sys.exit(2)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    sys.exit(0)

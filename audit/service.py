@@ -1,0 +1,152 @@
+"""What the CLI and the auditor endpoints both do: proofs, verification, reports, search.
+
+Functions take an open psycopg connection (any role with SELECT on the audit tables) and return
+plain JSON-ready dicts.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from typing import Any
+
+import psycopg
+
+from audit import checkpoint as notes
+from audit import store
+from audit.chain import decode_event, event_bytes
+from audit.errors import AuditError, ProofError, TamperingDetected
+from audit.integrity import Trust, VerifyResult, verify_log
+from audit.proof import Tree
+from audit.rfc6962 import hash_leaf
+from audit.types import Checkpoint, Hash
+
+LEAVES = "SELECT sha256('\\x00'::bytea || entry) FROM audit_entries WHERE seq < %s ORDER BY seq"
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def leaves(conn: psycopg.Connection[Any], size: int) -> list[Hash]:
+    found = [Hash(bytes(row[0])) for row in conn.execute(LEAVES, [size])]
+    if len(found) != size:
+        raise ProofError(f"leaves: got {len(found)} sealed entries, want {size}")
+    return found
+
+
+def _checkpoint(
+    conn: psycopg.Connection[Any], size: int | None, above: int
+) -> store.StoredCheckpoint:
+    if size is None:
+        row = conn.execute(
+            "SELECT size, note, compact_range FROM audit_checkpoints WHERE size > %s"
+            " ORDER BY size DESC LIMIT 1",
+            [above],
+        ).fetchone()
+    else:
+        row = conn.execute(
+            "SELECT size, note, compact_range FROM audit_checkpoints WHERE size = %s", [size]
+        ).fetchone()
+    if row is None or row[0] <= above:
+        raise ProofError(
+            f"no signed checkpoint covers seq {above}" + (f" at size {size}" if size else "")
+        )
+    return store.StoredCheckpoint(int(row[0]), row[1], bytes(row[2]))
+
+
+def inclusion(
+    conn: psycopg.Connection[Any], seq: int, tree_size: int | None = None
+) -> dict[str, Any]:
+    """RFC 9162 inclusion proof of entry ``seq`` against a signed checkpoint (default: latest)."""
+    cp = _checkpoint(conn, tree_size, seq)
+    tree = Tree(leaves(conn, cp.size))
+    entry = store.entry_at(conn, seq)
+    if entry is None:
+        raise ProofError(f"no sealed entry with seq {seq}")
+    return {
+        "seq": seq,
+        "tree_size": cp.size,
+        "leaf_hash": b64(hash_leaf(entry)),
+        "entry": b64(entry),
+        "hashes": [b64(h) for h in tree.inclusion(seq, cp.size)],
+        "checkpoint": cp.note,
+    }
+
+
+def consistency(conn: psycopg.Connection[Any], size1: int, size2: int) -> dict[str, Any]:
+    """RFC 9162 consistency proof between two signed checkpoints."""
+    if not 0 < size1 <= size2:
+        raise ProofError(f"consistency: got sizes {size1}, {size2}, want 0 < from <= to")
+    first, second = _checkpoint(conn, size1, -1), _checkpoint(conn, size2, -1)
+    tree = Tree(leaves(conn, size2))
+    return {
+        "from": size1,
+        "to": size2,
+        "hashes": [b64(h) for h in tree.consistency(size1, size2)],
+        "checkpoint_from": first.note,
+        "checkpoint_to": second.note,
+    }
+
+
+def verify_database(
+    conn: psycopg.Connection[Any], trust: Trust, trusted: Checkpoint | None = None
+) -> VerifyResult:
+    """Verify the sealed log in one consistent snapshot; raise ``TamperingDetected``."""
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        head, _ = store.chain_head(conn)
+        cps = store.checkpoints(conn)
+        start = trusted.size if trusted is not None else 0
+        return verify_log(store.stream_entries(conn, start), cps, trust, head, trusted)
+
+
+def report(result: VerifyResult | None, problem: AuditError | None, **extra: Any) -> dict[str, Any]:
+    """The integrity report as a JSON-ready dict (``status``: ok, tampered or error)."""
+    body: dict[str, Any] = {
+        "status": "ok"
+        if problem is None
+        else "tampered"
+        if isinstance(problem, TamperingDetected)
+        else "error",
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **extra,
+    }
+    if result is not None:
+        latest = result.latest
+        body.update(
+            {
+                "start_seq": result.start,
+                "entries": result.size,
+                "root": b64(result.root),
+                "checkpoints_verified": result.checkpoints_verified,
+                "latest_checkpoint": None
+                if latest is None
+                else {"size": latest.size, "root": b64(latest.root), "note": notes.body(latest)},
+                "unsigned_entries": result.unsigned_entries,
+            }
+        )
+    if isinstance(problem, TamperingDetected):
+        body["tampering"] = {
+            "kind": problem.kind.value,
+            "seq": problem.seq,
+            "detail": problem.detail,
+        }
+    elif problem is not None:
+        body["error"] = str(problem)
+    return body
+
+
+def activity(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """Counts of sealed events per action and outcome, for the human report."""
+    rows = conn.execute(
+        "SELECT action, outcome_status, count(*) FROM audit_entries"
+        " GROUP BY action, outcome_status ORDER BY action, outcome_status"
+    )
+    return [{"action": a, "outcome_status": s, "count": n} for a, s, n in rows]
+
+
+def entry_json(seq: int, entry: bytes) -> dict[str, Any]:
+    """A sealed entry for people: its seq and decoded event fields."""
+    event = decode_event(event_bytes(entry))
+    return {"seq": seq, **{k: v for k, v in vars(event).items()}}

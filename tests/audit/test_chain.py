@@ -1,0 +1,68 @@
+"""Canonical bytes: stable, exact, and the seq envelope."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from audit import chain
+from audit.errors import EventError
+from audit.pseudonym import pseudonymise
+from audit.types import Event
+
+EVENT = Event(
+    event_id="00000000-0000-4000-8000-000000000001",
+    occurred_at="2026-11-22T10:00:00.000001Z",
+    action="classify_document",
+    outcome_status=200,
+    request_id="req-1",
+    actor_subject="spiffe://hospital/svc/intake",
+    resource="hmac-sha256:ab",
+)
+
+
+def test_canonical_bytes_are_pinned() -> None:
+    assert chain.encode_event(EVENT) == (
+        b'{"action":"classify_document","actor_fingerprint":null,'
+        b'"actor_subject":"spiffe://hospital/svc/intake","content_sha256":null,'
+        b'"error_code":null,"event_id":"00000000-0000-4000-8000-000000000001",'
+        b'"occurred_at":"2026-11-22T10:00:00.000001Z","on_behalf_of":null,"outcome_status":200,'
+        b'"request_id":"req-1","resource":"hmac-sha256:ab","result_id":null,'
+        b'"source_address":null,"v":1}'
+    )
+    assert chain.decode_event(chain.encode_event(EVENT)) == EVENT
+
+
+def test_envelope_round_trip() -> None:
+    entry = chain.wrap(1234, chain.encode_event(EVENT))
+    assert entry.startswith(b'{"seq":1234,"event":{')
+    assert chain.claimed_seq(entry) == 1234
+    assert chain.event_bytes(entry) == chain.encode_event(EVENT)
+    with pytest.raises(EventError):
+        chain.claimed_seq(b'{"seq":x,"event":{}}')
+
+
+def test_times_have_fixed_precision_in_utc() -> None:
+    plus_two = timezone(timedelta(hours=2))
+    moment = datetime(2026, 11, 22, 12, 0, 0, tzinfo=plus_two)
+    assert chain.format_time(moment) == "2026-11-22T10:00:00.000000Z"
+    with pytest.raises(EventError):
+        chain.format_time(datetime(2026, 1, 1))
+    with pytest.raises(EventError, match="occurred_at"):
+        chain.encode_event(Event(**{**vars(EVENT), "occurred_at": "2026-11-22T10:00:00Z"}))
+    assert chain.format_time(datetime(2026, 1, 1, tzinfo=UTC)).endswith(".000000Z")
+
+
+def test_non_ascii_is_escaped_and_long_fields_rejected() -> None:
+    event = Event(**{**vars(EVENT), "actor_subject": "CN=Zoë"})
+    assert b"Zo\\u00eb" in chain.encode_event(event)
+    with pytest.raises(EventError, match="request_id"):
+        chain.encode_event(Event(**{**vars(EVENT), "request_id": "x" * 2000}))
+
+
+def test_pseudonyms_are_keyed_and_stable() -> None:
+    one = pseudonymise(b"k" * 32, "MRN-1")
+    assert one == pseudonymise(b"k" * 32, "MRN-1")
+    assert one != pseudonymise(b"j" * 32, "MRN-1")
+    assert one.startswith("hmac-sha256:") and "MRN" not in one
