@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from appliance import migrate
 from tests.common import postgres
 
 
@@ -25,3 +26,11 @@ def create_database(pg_admin_url: str) -> Iterator[Callable[..., str]]:
     factory = postgres.DatabaseFactory(pg_admin_url)
     yield factory.create
     factory.close()
+
+
+@pytest.fixture(scope="session")
+def migrated_database_url(create_database: Callable[..., str]) -> str:
+    """SQLAlchemy URL (superuser) of a fresh database upgraded to the newest migration."""
+    url = postgres.sqlalchemy_url(create_database())
+    migrate.upgrade(url)
+    return url

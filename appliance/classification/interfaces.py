@@ -1,0 +1,44 @@
+"""What callers of the classification service hand in and get back."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from appliance.identity.interfaces import Identity
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Who asked, from where, under which request id: for results and audit events."""
+
+    request_id: str
+    identity: Identity | None
+    source_address: str | None
+
+
+@dataclass(frozen=True)
+class Document:
+    document_id: str
+    text: str
+    on_behalf_of: str | None = None
+
+
+@dataclass(frozen=True)
+class Classification:
+    """A stored classification as the API returns it."""
+
+    result_id: uuid.UUID
+    document_id: str
+    label: str
+    confidence: float
+    scores: dict[str, float]
+    needs_review: bool
+    model: str
+    taxonomy_version: str
+    truncated: bool
+    cached: bool
+    created_at: datetime
+    audit_seq: int | None = None
+    audit_event_id: str | None = None

@@ -1,0 +1,87 @@
+"""Request and response bodies. The same pydantic models validate requests and generate OpenAPI."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class DocumentIn(BaseModel):
+    """One document to classify. Unknown fields are rejected, never silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    document_id: str = Field(min_length=1, max_length=256, examples=["MRN-00017/visit-3"])
+    text: str = Field(description="The document's text; at most the configured limit of bytes.")
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="Caller's context; not stored (it may hold PHI)."
+    )
+    user_id: str | None = Field(
+        default=None,
+        max_length=256,
+        description="Recorded as on_behalf_of; never trusted as identity.",
+    )
+
+    @field_validator("document_id")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if not value.isprintable():
+            raise ValueError("document_id must be printable, with no control characters")
+        return value
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text must not be empty")
+        return value
+
+
+class BatchIn(BaseModel):
+    """Several documents; each is validated on its own so one bad item does not fail the others."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    documents: list[Any] = Field(min_length=1)
+    """Items stay untyped here so each is validated alone; OpenAPI documents them as DocumentIn."""
+
+
+class ClassificationOut(BaseModel):
+    document_id: str
+    classification: str
+    confidence: float
+    scores: dict[str, float]
+    needs_review: bool
+    model: str
+    taxonomy_version: str
+    truncated: bool
+    cached: bool
+    result_id: str
+    audit_seq: int | None
+    audit_event_id: str | None = None
+    timestamp: datetime
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    request_id: str | None = None
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+class BatchItemError(BaseModel):
+    document_id: str | None
+    error: ErrorBody
+
+
+class BatchOut(BaseModel):
+    results: list[ClassificationOut | BatchItemError]
+
+
+class HistoryOut(ClassificationOut):
+    history: list[ClassificationOut]

@@ -1,0 +1,206 @@
+"""Classify documents and store each result atomically with its audit event.
+
+The model call happens outside any database transaction (it takes a second or more); the result
+row and its audit event are then written in one short transaction, so both commit or neither.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from appliance import metrics
+from appliance.audit_bridge.interfaces import AuditEvent, AuditReceipt, AuditSink
+from appliance.classification.content import content_sha256
+from appliance.classification.interfaces import Classification, Document, RequestContext
+from appliance.classification.labeller import Labeller
+from appliance.classification.models import ClassificationResult
+from appliance.db import transaction
+from appliance.errors import ApplianceError
+
+CLASSIFY_ACTION = "classify_document"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ClassificationService:
+    def __init__(
+        self,
+        engine: Engine,
+        labeller: Labeller,
+        taxonomy_version: str,
+        review_threshold: float,
+        audit_sink: AuditSink,
+        max_concurrency: int,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._engine = engine
+        self._labeller = labeller
+        self._taxonomy_version = taxonomy_version
+        self._review_threshold = review_threshold
+        self._audit = audit_sink
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="classify")
+
+    def classify(self, document: Document, context: RequestContext) -> Classification:
+        """Answer from a stored result for the same content if there is one, else ask the model."""
+        digest = content_sha256(document.text)
+        reused = self._from_store(document, digest, context)
+        if reused is not None:
+            metrics.CACHE_HITS.inc()
+            return reused
+        labelled = self._labeller.label(document.text)
+        scored = labelled.scored
+        row = self._new_row(document, digest, context)
+        row.label, row.confidence, row.scores = scored.label, scored.confidence, scored.scores
+        row.needs_review = scored.confidence < self._review_threshold
+        row.truncated = labelled.truncated
+        with transaction(self._engine) as session:
+            session.add(row)
+            receipt = self._audit.record(session, self._event(context, document, digest, row))
+        metrics.CLASSIFICATIONS.labels(row.label, "model").inc()
+        metrics.CONFIDENCE.observe(row.confidence)
+        return _as_classification(row, cached=False, receipt=receipt)
+
+    def classify_batch(
+        self, items: Sequence[Document | ApplianceError], context: RequestContext
+    ) -> list[Classification | ApplianceError]:
+        """Classify the valid items concurrently; each failure stays with its own item."""
+        futures = {
+            index: self._pool.submit(self._classify_item, item, context)
+            for index, item in enumerate(items)
+            if isinstance(item, Document)
+        }
+        return [
+            item if isinstance(item, ApplianceError) else futures[index].result()
+            for index, item in enumerate(items)
+        ]
+
+    def history(self, document_id: str) -> list[Classification]:
+        """Every stored result for ``document_id``, newest first."""
+        query = (
+            select(ClassificationResult)
+            .where(ClassificationResult.document_id == document_id)
+            .order_by(ClassificationResult.created_at.desc(), ClassificationResult.id)
+        )
+        with transaction(self._engine) as session:
+            rows = session.scalars(query).all()
+        return [_as_classification(row, cached=row.cached_from is not None) for row in rows]
+
+    def _classify_item(
+        self, document: Document, context: RequestContext
+    ) -> Classification | ApplianceError:
+        try:
+            return self.classify(document, context)
+        except ApplianceError as exc:
+            self._audit.record_standalone(
+                self._event(context, document, content_sha256(document.text), None, exc)
+            )
+            return exc
+
+    def _from_store(
+        self, document: Document, digest: str, context: RequestContext
+    ) -> Classification | None:
+        query = (
+            select(ClassificationResult)
+            .where(
+                ClassificationResult.content_sha256 == digest,
+                ClassificationResult.model == self._labeller.model,
+                ClassificationResult.taxonomy_version == self._taxonomy_version,
+            )
+            .order_by(ClassificationResult.created_at.desc())
+            .limit(1)
+        )
+        with transaction(self._engine) as session:
+            earlier = session.scalars(query).first()
+            if earlier is None:
+                return None
+            row = earlier if earlier.document_id == document.document_id else None
+            if row is None:
+                row = self._copy(earlier, document, digest, context, session)
+            receipt = self._audit.record(session, self._event(context, document, digest, row))
+        metrics.CLASSIFICATIONS.labels(row.label, "cache").inc()
+        return _as_classification(row, cached=True, receipt=receipt)
+
+    def _copy(
+        self,
+        earlier: ClassificationResult,
+        document: Document,
+        digest: str,
+        context: RequestContext,
+        session: Session,
+    ) -> ClassificationResult:
+        """A new result for another document with the same content, pointing at the original."""
+        row = self._new_row(document, digest, context)
+        row.label, row.confidence, row.scores = earlier.label, earlier.confidence, earlier.scores
+        row.needs_review, row.truncated = earlier.needs_review, earlier.truncated
+        row.cached_from = earlier.cached_from or earlier.id
+        session.add(row)
+        return row
+
+    def _new_row(
+        self, document: Document, digest: str, context: RequestContext
+    ) -> ClassificationResult:
+        return ClassificationResult(
+            id=uuid.uuid4(),
+            document_id=document.document_id,
+            content_sha256=digest,
+            content_length=len(document.text.encode("utf-8")),
+            model=self._labeller.model,
+            taxonomy_version=self._taxonomy_version,
+            requested_by=context.identity.name if context.identity else None,
+            on_behalf_of=document.on_behalf_of,
+            created_at=self._clock(),
+        )
+
+    def _event(
+        self,
+        context: RequestContext,
+        document: Document,
+        digest: str,
+        row: ClassificationResult | None,
+        error: ApplianceError | None = None,
+    ) -> AuditEvent:
+        identity = context.identity
+        return AuditEvent(
+            occurred_at=self._clock(),
+            actor_subject=identity.name if identity else None,
+            actor_fingerprint=identity.fingerprint_sha256 if identity else None,
+            source_address=context.source_address,
+            action=CLASSIFY_ACTION,
+            outcome_status=error.status if error else 200,
+            error_code=error.code if error else None,
+            request_id=context.request_id,
+            document_id=document.document_id,
+            result_id=str(row.id) if row else None,
+            content_sha256=digest,
+            on_behalf_of=document.on_behalf_of,
+        )
+
+
+def _as_classification(
+    row: ClassificationResult, cached: bool, receipt: AuditReceipt | None = None
+) -> Classification:
+    return Classification(
+        result_id=row.id,
+        document_id=row.document_id,
+        label=row.label,
+        confidence=row.confidence,
+        scores=dict(row.scores),
+        needs_review=row.needs_review,
+        model=row.model,
+        taxonomy_version=row.taxonomy_version,
+        truncated=row.truncated,
+        cached=cached,
+        created_at=row.created_at,
+        audit_seq=receipt.seq if receipt else None,
+        audit_event_id=receipt.event_id if receipt else None,
+    )

@@ -1,0 +1,1 @@
+"""Liveness, readiness and start-up probes, and the warm-up that gates start-up."""

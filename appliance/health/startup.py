@@ -1,0 +1,51 @@
+"""Start-up state of one worker: migrations at head and the model warmed up.
+
+The warm-up runs in a background thread started by gunicorn's ``post_worker_init`` hook (never at
+import or in the app factory), retrying until vLLM answers, so a worker can start before vLLM.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy.engine import Engine
+from tenacity import Retrying, retry_if_exception_type, wait_exponential
+
+from appliance import migrate
+from appliance.classification.labeller import Labeller
+from appliance.errors import ApplianceError
+
+log = logging.getLogger(__name__)
+
+
+class StartupState:
+    def __init__(self, engine: Engine, labeller: Labeller) -> None:
+        self._engine = engine
+        self._labeller = labeller
+        self._warmed = threading.Event()
+        self._migrated = False
+
+    @property
+    def warmed_up(self) -> bool:
+        return self._warmed.is_set()
+
+    def migrations_at_head(self) -> bool:
+        """Checked until true once, then remembered: migrations never go backwards under us."""
+        if not self._migrated:
+            self._migrated = migrate.is_at_head(self._engine)
+        return self._migrated
+
+    def warm_up(self) -> None:
+        """Warm the model up, retrying with backoff until it answers."""
+        for attempt in Retrying(
+            retry=retry_if_exception_type(ApplianceError),
+            wait=wait_exponential(multiplier=0.5, max=10),
+        ):
+            with attempt:
+                self._labeller.warm_up()
+        self._warmed.set()
+        log.info("model warm-up done", extra={"model": self._labeller.model})
+
+    def start_warm_up(self) -> None:
+        threading.Thread(target=self.warm_up, name="warm-up", daemon=True).start()

@@ -1,0 +1,57 @@
+"""Prometheus metrics, aggregated across gunicorn workers.
+
+Under gunicorn, ``PROMETHEUS_MULTIPROC_DIR`` is set before workers start (see gunicorn_conf.py),
+each worker writes its own files there, and the /metrics view merges them. Labels carry route
+templates and label names only: never document ids.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+REQUESTS = Counter(
+    "appliance_http_requests_total", "HTTP requests answered", ["route", "method", "status"]
+)
+REQUEST_LATENCY = Histogram(
+    "appliance_http_request_duration_seconds",
+    "Time to answer an HTTP request",
+    ["route", "method"],
+    buckets=LATENCY_BUCKETS,
+)
+UPSTREAM_LATENCY = Histogram(
+    "appliance_upstream_request_duration_seconds",
+    "Time for one call to the vLLM server, retries included",
+    ["endpoint", "outcome"],
+    buckets=LATENCY_BUCKETS,
+)
+CLASSIFICATIONS = Counter(
+    "appliance_classifications_total", "Documents classified", ["label", "source"]
+)
+CONFIDENCE = Histogram(
+    "appliance_classification_confidence",
+    "Confidence of the chosen label",
+    buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
+)
+CACHE_HITS = Counter(
+    "appliance_classification_cache_hits_total", "Classifications answered from stored results"
+)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The metrics page: merged across workers when running under gunicorn."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -1,0 +1,1 @@
+"""Client for the in-cluster vLLM server's OpenAI-compatible API."""
