@@ -171,7 +171,9 @@ def run_gunicorn(
         )
     server = GunicornServer(process, port, log_path)
     try:
-        _wait_for(lambda: "Booting worker" in server.log() and _port_open(port), timeout, server)
+        _wait_for(
+            lambda: "Booting worker" in server.log() and _worker_answers(port), timeout, server
+        )
         yield server
     finally:
         process.send_signal(signal.SIGTERM)
@@ -182,10 +184,25 @@ def run_gunicorn(
             process.wait()
 
 
-def _port_open(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-        return True
-    return False
+def _worker_answers(port: int) -> bool:
+    """True once a worker completes TLS handshakes (it has loaded the app and accepts).
+
+    A TLS 1.2 client without a certificate gets the server's alert only from a live worker;
+    while no worker accepts, the connection just waits in the listen backlog.
+    """
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=1) as raw,
+            context.wrap_socket(raw),
+        ):
+            return True
+    except ssl.SSLError:
+        return True  # refused by a live worker: it is serving
+    except OSError:
+        return False
 
 
 def _wait_for(ready: Callable[[], bool], timeout: float, server: GunicornServer) -> None:
