@@ -15,6 +15,7 @@ import click
 from appliance import migrate
 from appliance.classification.taxonomy import load_taxonomy
 from appliance.errors import ApplianceError
+from appliance.pki.cli import pki
 from appliance.settings import Settings
 
 GUNICORN_CONF = Path(__file__).with_name("gunicorn_conf.py")
@@ -75,6 +76,9 @@ def check_config() -> None:
             indent=2,
         )
     )
+
+
+cli.add_command(pki)
 
 
 def main() -> None:

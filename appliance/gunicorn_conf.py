@@ -12,9 +12,14 @@ from typing import Any
 
 from prometheus_client import multiprocess
 
+from appliance.identity.tls import tls_settings_from
 from appliance.settings import Settings
 
 _settings = Settings()
+
+# Mutual TLS is not optional: certfile, keyfile, ca_certs, cert_reqs=CERT_REQUIRED and the
+# ssl_context hook (TLS >= 1.2, CRL checked, files re-read when replaced on disk).
+globals().update(tls_settings_from(_settings))
 
 bind = [_settings.bind]
 workers = _settings.workers

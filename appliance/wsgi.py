@@ -1,5 +1,13 @@
-"""The WSGI entry point gunicorn loads: ``appliance.wsgi:app``."""
+"""The WSGI entry point gunicorn loads: ``appliance.wsgi:app``.
+
+The client-certificate middleware is installed here and only here: it turns the certificate
+verified in the TLS handshake into the request's identity and removes anything forgeable.
+"""
 
 from appliance.app import create_app
+from appliance.identity.middleware import install_client_identity
+from appliance.settings import Settings
 
-app = create_app()
+settings = Settings()
+app = create_app(settings)
+install_client_identity(app, settings.roles_path, settings.tls_crl)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from appliance import migrate
-from tests.common import postgres
+from tests.common import postgres, vllm_cpu
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +34,10 @@ def migrated_database_url(create_database: Callable[..., str]) -> str:
     url = postgres.sqlalchemy_url(create_database())
     migrate.upgrade(url)
     return url
+
+
+@pytest.fixture(scope="session")
+def vllm_server() -> Iterator[str]:
+    """Base URL of the real CPU vLLM server with the tiny model (one per test session)."""
+    with vllm_cpu.running_vllm() as url:
+        yield url

@@ -1,0 +1,77 @@
+"""Bring up the real appliance stack for benchmarks and end-to-end tests: a migrated database,
+a dev PKI with a client allowed to classify, and gunicorn serving ``appliance.wsgi:app`` with the
+production gunicorn configuration."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from appliance import migrate
+from tests.common import postgres
+from tests.common.tls import REPO, ClientCert, DevPki, GunicornServer, run_gunicorn
+
+GUNICORN_CONF = REPO / "appliance" / "gunicorn_conf.py"
+CLIENT_URI = "spiffe://hospital/svc/bench"
+ROLES = """\
+version: 1
+rules:
+  - uri: "spiffe://hospital/svc/bench"
+    roles: [classifier, reader, auditor, metrics]
+"""
+
+
+@dataclass
+class Stack:
+    server: GunicornServer
+    pki: DevPki
+    client_cert: ClientCert
+    database_url: str
+
+    def client_options(self) -> dict[str, object]:
+        """Keyword arguments for httpx clients: trust the dev CA, present the client cert."""
+        return {"verify": self.pki.client_context(self.client_cert)}
+
+    @property
+    def url(self) -> str:
+        return self.server.url("")
+
+    def wait_started(self, timeout_s: float = 300) -> None:
+        """Until /health/startup is 200: migrations at head and every worker warmed up."""
+        deadline = time.monotonic() + timeout_s
+        with httpx.Client(**self.client_options()) as client:  # type: ignore[arg-type]
+            while time.monotonic() < deadline:
+                if client.get(self.server.url("/health/startup")).status_code == 200:
+                    return
+                time.sleep(0.5)
+        raise TimeoutError(f"appliance not started after {timeout_s}s:\n{self.server.log()}")
+
+
+@contextlib.contextmanager
+def appliance_stack(
+    database_url: str, vllm_url: str, extra_env: dict[str, str] | None = None
+) -> Iterator[Stack]:
+    """``database_url``: a superuser ``postgresql://`` URL of an empty database."""
+    sqlalchemy_url = postgres.sqlalchemy_url(database_url)
+    migrate.upgrade(sqlalchemy_url)
+    workdir = Path(tempfile.mkdtemp(prefix="appliance-stack-"))
+    pki = DevPki.create(workdir / "pki")
+    client_cert = pki.client("bench", f"URI:{CLIENT_URI}")
+    roles = workdir / "roles.yaml"
+    roles.write_text(ROLES)
+    env = {
+        "APPLIANCE_DATABASE_URL": sqlalchemy_url,
+        "APPLIANCE_VLLM_BASE_URL": vllm_url,
+        "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
+        **(extra_env or {}),
+    }
+    with run_gunicorn(
+        "appliance.wsgi:app", pki=pki, roles_path=roles, config=GUNICORN_CONF, env=env
+    ) as server:
+        yield Stack(server, pki, client_cert, sqlalchemy_url)
