@@ -1,0 +1,98 @@
+"""Many writers, a sealer killed and restarted mid-run: one contiguous chain, each event once."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+
+from audit import service, store
+from audit.integrity import Trust
+from audit.sealer import Sealer, Signer
+from tests.audit.conftest import ORIGIN, make_event
+
+WRITERS = 32
+EVENTS_PER_WRITER = 40
+
+
+def _sealer_process(url: str, keys: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as stderr:
+        return subprocess.Popen(
+            [
+                sys.executable, "-m", "audit", "seal", "--database-url", url,
+                "--signing-key", str(keys / "signing.pem"), "--origin", ORIGIN,
+                "--batch-size", "50", "--checkpoint-interval", "0.2",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )  # fmt: skip
+
+
+def _sealed(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM audit_entries").fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_writers_and_a_killed_sealer_leave_one_contiguous_chain(
+    audit_db: str, key_files: Path, signer: Signer, trust: Trust, tmp_path: Path
+) -> None:
+    committed: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(WRITERS)
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            with psycopg.connect(audit_db, autocommit=True) as conn:
+                start.wait()
+                for i in range(EVENTS_PER_WRITER):
+                    event = make_event(n * 1000 + i)
+                    store.append_pending(conn, event)  # autocommit: committed on return
+                    with lock:
+                        committed.append(event.event_id)
+                    time.sleep(0.005)
+        except BaseException as exc:
+            errors.append(exc)
+
+    log = tmp_path / "sealers.log"
+    first = _sealer_process(audit_db, key_files, log)
+    standby = _sealer_process(audit_db, key_files, log)  # must not fork the chain: it stands by
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(WRITERS)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 60
+    while _sealed(audit_db) < 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _sealed(audit_db) >= 200, "the sealer made no progress"
+    first.send_signal(signal.SIGKILL)  # mid-run: writers are still writing
+    first.wait(10)
+    killed_at = _sealed(audit_db)
+    restarted = _sealer_process(audit_db, key_files, log)
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    time.sleep(1.0)
+    for process in (standby, restarted):
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0, log.read_text()
+
+    final = Sealer(audit_db, signer)
+    final.run_once()
+    final.close()
+
+    assert killed_at < WRITERS * EVENTS_PER_WRITER
+    with psycopg.connect(audit_db) as conn:
+        result = service.verify_database(conn, trust)
+        rows = conn.execute("SELECT seq, event_id::text FROM audit_entries ORDER BY seq").fetchall()
+        pending = conn.execute("SELECT count(*) FROM audit_pending").fetchone()
+    assert pending == (0,)
+    assert [seq for seq, _ in rows] == list(range(len(committed)))
+    assert sorted(event_id for _, event_id in rows) == sorted(committed)
+    assert result.size == len(committed) == WRITERS * EVENTS_PER_WRITER
+    assert result.unsigned_entries == 0
