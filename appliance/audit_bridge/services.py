@@ -1,0 +1,127 @@
+"""The appliance side of the audit log: record events (pending, lock-free) and read the log.
+
+``PostgresAuditSink`` implements ``AuditSink``: ``record`` adds the event to the caller's
+SQLAlchemy transaction (it commits with the result, or neither does); ``record_standalone`` uses
+a transaction of its own. Document ids become HMAC pseudonyms when a key file is configured.
+Any failure raises ``AuditUnavailable``: nothing proceeds unaudited.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from appliance.audit_bridge.interfaces import AuditEvent, AuditReceipt
+from appliance.errors import AuditUnavailable, DatabaseUnavailable
+from appliance.settings import Settings
+from audit import checkpoint as notes
+from audit import pseudonym, store
+from audit.chain import format_time
+from audit.errors import AuditError
+from audit.integrity import Trust
+from audit.types import Event
+
+
+class PostgresAuditSink:
+    """Writes audit events into ``audit_pending``; the sealer does the rest."""
+
+    def __init__(self, engine: Engine, pseudonym_key: bytes | None = None) -> None:
+        self._engine = engine
+        self._key = pseudonym_key
+
+    def resource(self, document_id: str | None) -> str | None:
+        """What the log stores for a document id: its pseudonym when a key is configured."""
+        if document_id is None or self._key is None:
+            return document_id
+        return pseudonym.pseudonymise(self._key, document_id)
+
+    def to_event(self, event: AuditEvent) -> Event:
+        return Event(
+            event_id=str(uuid.uuid4()),
+            occurred_at=format_time(event.occurred_at),
+            action=event.action,
+            outcome_status=event.outcome_status,
+            request_id=event.request_id,
+            actor_subject=event.actor_subject,
+            actor_fingerprint=event.actor_fingerprint,
+            source_address=event.source_address,
+            error_code=event.error_code,
+            resource=self.resource(event.document_id),
+            result_id=event.result_id,
+            content_sha256=event.content_sha256,
+            on_behalf_of=event.on_behalf_of,
+        )
+
+    def _params(self, event: AuditEvent) -> tuple[str, dict[str, Any]]:
+        try:
+            stored = self.to_event(event)
+            return stored.event_id, store.pending_params(stored)
+        except (AuditError, ValueError) as exc:
+            raise AuditUnavailable(f"the audit event is invalid: {exc}") from exc
+
+    def record(self, session: Session, event: AuditEvent) -> AuditReceipt:
+        event_id, params = self._params(event)
+        try:
+            session.execute(text(store.INSERT_PENDING_SA), params)
+        except SQLAlchemyError as exc:
+            raise AuditUnavailable("the audit log could not record this request") from exc
+        return AuditReceipt(event_id=event_id)
+
+    def record_standalone(self, event: AuditEvent) -> AuditReceipt:
+        event_id, params = self._params(event)
+        try:
+            with self._engine.begin() as connection:
+                connection.execute(text(store.INSERT_PENDING_SA), params)
+        except SQLAlchemyError as exc:
+            raise AuditUnavailable("the audit log could not record this request") from exc
+        return AuditReceipt(event_id=event_id)
+
+
+class AuditReader:
+    """Read side for the auditor endpoints: psycopg connections borrowed from the app's pool."""
+
+    def __init__(self, engine: Engine, settings: Settings, sink: PostgresAuditSink) -> None:
+        self._engine = engine
+        self._sink = sink
+        self.origin = settings.audit_origin
+        self._trust: Trust | None = None
+        if settings.audit_signing_key_path is not None:
+            public = notes.load_private_key(settings.audit_signing_key_path).public_key()
+            self._trust = Trust(settings.audit_origin, public, settings.audit_origin)
+
+    def resource(self, document_id: str | None) -> str | None:
+        return self._sink.resource(document_id)
+
+    @property
+    def trust(self) -> Trust | None:
+        """The verifier key derived from the configured signing key (None if not configured)."""
+        return self._trust
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A clean psycopg connection from the pool, rolled back and returned afterwards."""
+        try:
+            raw = self._engine.raw_connection()
+        except SQLAlchemyError as exc:
+            raise DatabaseUnavailable("the database is unavailable") from exc
+        conn = raw.driver_connection
+        if not isinstance(conn, psycopg.Connection):
+            raw.close()
+            raise DatabaseUnavailable("the audit reader needs the psycopg driver")
+        try:
+            conn.rollback()
+            yield conn
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable("the database is unavailable") from exc
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                conn.rollback()
+            raw.close()

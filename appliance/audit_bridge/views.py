@@ -1,0 +1,139 @@
+"""Auditor endpoints (role ``auditor``). Thin: parse, call ``audit.service``, serialise.
+
+Every request here is itself audited by the request hook in ``appliance.audit_bridge``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request
+
+from appliance.audit_bridge.services import AuditReader
+from appliance.errors import InvalidRequest, NotFound, ServiceUnavailable
+from appliance.identity.access import requires_roles
+from audit import service, store
+from audit.errors import AuditError, ProofError, StoreError
+
+bp = Blueprint("audit", __name__, url_prefix="/api/v1/audit")
+READER_KEY = "appliance.audit_reader"
+MAX_LIMIT = 1000
+
+
+def _reader() -> AuditReader:
+    reader: AuditReader = current_app.extensions[READER_KEY]
+    return reader
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Audit library errors as the appliance's error types (one place)."""
+    try:
+        yield
+    except ProofError as exc:
+        raise NotFound(str(exc)) from exc
+    except StoreError as exc:
+        raise ServiceUnavailable(str(exc)) from exc
+    except AuditError as exc:
+        raise InvalidRequest(str(exc)) from exc
+
+
+def _int(
+    name: str, default: int | None = None, low: int = 0, high: int | None = None
+) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise InvalidRequest(f"{name}: got {raw!r}, want an integer") from exc
+    if value < low or (high is not None and value > high):
+        raise InvalidRequest(f"{name}: got {value}, want {low}..{high if high is not None else ''}")
+    return value
+
+
+def _time(name: str) -> datetime | None:
+    raw = request.args.get(name)
+    if not raw:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError as exc:
+        raise InvalidRequest(f"{name}: got {raw!r}, want an ISO 8601 time") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@bp.get("/events")
+@requires_roles("auditor")
+def audit_search_events() -> dict[str, Any]:
+    reader = _reader()
+    where = store.SearchFilter(
+        actor=request.args.get("actor") or None,
+        resource=reader.resource(request.args.get("document_id") or None),
+        action=request.args.get("action") or None,
+        outcome_status=_int("outcome", high=599),
+        since=_time("since"),
+        until=_time("until"),
+        after_seq=_int("after_seq", -1, low=-1) or -1,
+        limit=_int("limit", 100, low=1, high=MAX_LIMIT) or 100,
+    )
+    with _translated(), reader.connection() as conn:
+        events = [service.entry_json(seq, entry) for seq, entry in store.search(conn, where)]
+    next_after = events[-1]["seq"] if len(events) == where.limit else None
+    return {"events": events, "next_after_seq": next_after}
+
+
+@bp.get("/events/<int:seq>")
+@requires_roles("auditor")
+def audit_get_event(seq: int) -> dict[str, Any]:
+    with _translated(), _reader().connection() as conn:
+        entry = store.entry_at(conn, seq)
+    if entry is None:
+        raise NotFound(f"no sealed audit entry with seq {seq}")
+    return service.entry_json(seq, entry)
+
+
+@bp.get("/events/<int:seq>/proof")
+@requires_roles("auditor")
+def audit_inclusion_proof(seq: int) -> dict[str, Any]:
+    tree_size = _int("tree_size", low=1)
+    with _translated(), _reader().connection() as conn:
+        return service.inclusion(conn, seq, tree_size)
+
+
+@bp.get("/checkpoints/latest")
+@requires_roles("auditor")
+def audit_latest_checkpoint() -> Response:
+    with _translated(), _reader().connection() as conn:
+        latest = store.latest_checkpoint(conn)
+    if latest is None:
+        raise NotFound("no checkpoint has been signed yet")
+    return Response(latest.note, content_type="text/plain; charset=utf-8")
+
+
+@bp.get("/consistency")
+@requires_roles("auditor")
+def audit_consistency() -> dict[str, Any]:
+    size1, size2 = _int("from", low=1), _int("to", low=1)
+    if size1 is None or size2 is None:
+        raise InvalidRequest("from and to are required")
+    with _translated(), _reader().connection() as conn:
+        return service.consistency(conn, size1, size2)
+
+
+@bp.post("/verify")
+@requires_roles("auditor")
+def audit_verify() -> dict[str, Any]:
+    reader = _reader()
+    if reader.trust is None:
+        raise ServiceUnavailable("no audit signing key is configured; verification is unavailable")
+    with _translated(), reader.connection() as conn:
+        try:
+            result, problem = service.verify_database(conn, reader.trust), None
+        except AuditError as exc:
+            result, problem = None, exc
+        return service.report(result, problem, origin=reader.origin, source="postgresql")
