@@ -42,10 +42,14 @@ class TlsConfigError(ValueError):
 class TlsPaths(Protocol):
     """What ``tls_settings_from`` reads (``appliance.settings.Settings`` has these fields)."""
 
-    tls_cert: Path | None
-    tls_key: Path | None
-    tls_ca: Path | None
-    tls_crl: Path | None
+    @property
+    def tls_cert(self) -> Path | None: ...
+    @property
+    def tls_key(self) -> Path | None: ...
+    @property
+    def tls_ca(self) -> Path | None: ...
+    @property
+    def tls_crl(self) -> Path | None: ...
 
 
 def harden(context: ssl.SSLContext, crl: Path | None) -> ssl.SSLContext:
