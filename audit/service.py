@@ -49,9 +49,8 @@ def _checkpoint(
             "SELECT size, note, compact_range FROM audit_checkpoints WHERE size = %s", [size]
         ).fetchone()
     if row is None or row[0] <= above:
-        raise ProofError(
-            f"no signed checkpoint covers seq {above}" + (f" at size {size}" if size else "")
-        )
+        wanted = f"of size {size}" if size is not None else f"covering seq {above}"
+        raise ProofError(f"no signed checkpoint {wanted}")
     return store.StoredCheckpoint(int(row[0]), row[1], bytes(row[2]))
 
 

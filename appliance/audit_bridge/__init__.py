@@ -53,7 +53,7 @@ def request_event(response: Response) -> AuditEvent:
         outcome_status=response.status_code,
         request_id=str(g.get("request_id", "")),
         error_code=g.get("audit_error_code"),
-        document_id=g.get("audit_document_id"),
+        document_id=g.get("audit_document_id") or (request.view_args or {}).get("document_id"),
     )
 
 
