@@ -26,6 +26,7 @@ from appliance.errors import ApplianceError
 from appliance.health import views as health_views
 from appliance.health.startup import StartupState
 from appliance.identity.access import requires_roles
+from appliance.identity.tls import TlsExpiryCollector
 from appliance.logging import configure_logging
 from appliance.openapi import build_spec
 from appliance.settings import Settings
@@ -143,8 +144,11 @@ def _register_service_endpoints(app: Flask) -> None:
     def openapi() -> dict[str, Any]:
         return spec
 
+    settings: Settings = app.extensions["appliance.settings"]
+    tls_expiry = TlsExpiryCollector(settings.tls_cert, settings.tls_crl)
+
     @app.get("/metrics")
     @requires_roles("metrics")
     def prometheus_metrics() -> Response:
-        body, content_type = metrics.exposition()
+        body, content_type = metrics.exposition(tls_expiry)
         return Response(body, content_type=content_type)

@@ -15,6 +15,8 @@ import click
 from appliance import migrate
 from appliance.classification.taxonomy import load_taxonomy
 from appliance.errors import ApplianceError
+from appliance.identity.roles import RoleConfigError, load_role_map
+from appliance.identity.tls import TlsConfigError, tls_settings_from
 from appliance.pki.cli import pki
 from appliance.settings import Settings
 
@@ -65,6 +67,8 @@ def check_config() -> None:
     """Validate the settings and the taxonomy; print what will be used (no secrets)."""
     settings = Settings()
     taxonomy = load_taxonomy(settings.taxonomy_path)
+    load_role_map(settings.roles_path)
+    tls_settings_from(settings)
     shown = settings.model_dump(mode="json", exclude={"database_url", "vllm_api_key"})
     click.echo(
         json.dumps(
@@ -91,4 +95,7 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except ApplianceError as exc:
         click.echo(f"error: {exc.message}", err=True)
+        sys.exit(1)
+    except (RoleConfigError, TlsConfigError) as exc:
+        click.echo(f"error: {exc}", err=True)
         sys.exit(1)

@@ -11,12 +11,14 @@ import os
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Histogram,
     generate_latest,
     multiprocess,
 )
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -48,10 +50,14 @@ CACHE_HITS = Counter(
 )
 
 
-def exposition() -> tuple[bytes, str]:
-    """The metrics page: merged across workers when running under gunicorn."""
+def exposition(*collectors: Collector) -> tuple[bytes, str]:
+    """The metrics page: merged across workers when running under gunicorn, plus ``collectors``
+    read at scrape time (such as certificate and CRL expiry)."""
+    registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(), CONTENT_TYPE_LATEST
+    else:
+        registry.register(REGISTRY)  # a registry is itself a collector
+    for collector in collectors:
+        registry.register(collector)
+    return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -70,14 +70,15 @@ rules:
     roles: [classifier, reader, reviewer, auditor, metrics]
     description: the quick start's own client certificate (dev only)
 YAML
-  "$VENV/bin/audit-tool" keygen --out "$PKI/audit-signing" >/dev/null
+  "$VENV/bin/audit-tool" keygen --name docclass-appliance/audit --out "$PKI/audit-signing" >/dev/null
 }
 
 start_appliance() {
+  "$VENV/bin/appliance" pki --dir "$PKI" crl >/dev/null  # the dev CRL lasts days: re-sign it
   export APPLIANCE_TLS_CERT=$PKI/server.pem APPLIANCE_TLS_KEY=$PKI/server.key
   export APPLIANCE_TLS_CA=$PKI/ca.pem APPLIANCE_TLS_CRL=$PKI/crl.pem
   export APPLIANCE_ROLES_PATH=$STATE/roles.yaml APPLIANCE_BIND=127.0.0.1:$API_PORT
-  export APPLIANCE_AUDIT_SIGNING_KEY_PATH=$PKI/audit-signing.key
+  export APPLIANCE_AUDIT_SIGNING_KEY_PATH=$PKI/audit-signing.pem
   log "migrating the database"
   "$VENV/bin/appliance" db upgrade
   log "starting the appliance on https://localhost:$API_PORT"

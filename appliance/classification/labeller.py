@@ -36,7 +36,7 @@ class Labeller:
 
     def label(self, text: str) -> Labelled:
         document, truncated = self.fit_to_budget(text)
-        body = self._client.chat(self._request(document))
+        body = self._client.chat(self.chat_request(document))
         return Labelled(scored=score_chat_answer(body, self._codes), truncated=truncated)
 
     def fit_to_budget(self, text: str) -> tuple[str, bool]:
@@ -59,7 +59,7 @@ class Labeller:
                 )
         self.label(WARM_UP_DOCUMENT)
 
-    def _request(self, document: str) -> dict[str, Any]:
+    def chat_request(self, document: str) -> dict[str, Any]:
         return {
             "messages": chat_messages(self._system, document),
             "max_tokens": 1,
