@@ -7,7 +7,7 @@ row and its audit event are then written in one short transaction, so both commi
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -41,11 +41,15 @@ class ClassificationService:
         audit_sink: AuditSink,
         max_concurrency: int,
         clock: Callable[[], datetime] = utc_now,
+        label_thresholds: Mapping[str, float] | None = None,
     ) -> None:
+        """``label_thresholds`` (the taxonomy's per-label review thresholds) override
+        ``review_threshold`` for results with those labels."""
         self._engine = engine
         self._labeller = labeller
         self._taxonomy_version = taxonomy_version
         self._review_threshold = review_threshold
+        self._label_thresholds = dict(label_thresholds or {})
         self._audit = audit_sink
         self._clock = clock
         self._pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="classify")
@@ -61,7 +65,7 @@ class ClassificationService:
         scored = labelled.scored
         row = self._new_row(document, digest, context)
         row.label, row.confidence, row.scores = scored.label, scored.confidence, scored.scores
-        row.needs_review = scored.confidence < self._review_threshold
+        row.needs_review = scored.confidence < self.review_threshold(scored.label)
         row.truncated = labelled.truncated
         with transaction(self._engine) as session:
             session.add(row)
@@ -69,6 +73,10 @@ class ClassificationService:
         metrics.CLASSIFICATIONS.labels(row.label, "model").inc()
         metrics.CONFIDENCE.observe(row.confidence)
         return _as_classification(row, cached=False, receipt=receipt)
+
+    def review_threshold(self, label: str) -> float:
+        """Below this confidence a result labelled ``label`` needs a human review."""
+        return self._label_thresholds.get(label, self._review_threshold)
 
     def classify_batch(
         self, items: Sequence[Document | ApplianceError], context: RequestContext

@@ -29,6 +29,8 @@ class Label(BaseModel):
     name: str = Field(pattern=LABEL_PATTERN)
     description: str = Field(min_length=1, max_length=1000)
     examples: tuple[str, ...] = ()
+    review_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    """Results with this label and a lower confidence need review; None: the global setting."""
 
 
 class Taxonomy(BaseModel):
@@ -55,10 +57,23 @@ class Taxonomy(BaseModel):
         return dict(zip(CODES, self.names, strict=False))
 
     @property
+    def review_thresholds(self) -> dict[str, float]:
+        """The per-label review thresholds that are set, ``{label: threshold}``."""
+        return {
+            label.name: label.review_threshold
+            for label in self.labels
+            if label.review_threshold is not None
+        }
+
+    @property
     def version(self) -> str:
-        """``sha256:<hex>`` of the canonical JSON: equal content gives an equal version."""
+        """``sha256:<hex>`` of the canonical JSON: equal content gives an equal version. Unset
+        optional fields are left out, so adding an optional field keeps existing versions."""
         canonical = json.dumps(
-            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+            self.model_dump(mode="json", exclude_none=True),
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
         )
         return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

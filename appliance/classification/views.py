@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, current_app, g, request
@@ -15,6 +17,10 @@ from appliance.requests import json_body, validate
 from appliance.settings import Settings
 
 bp = Blueprint("classification", __name__, url_prefix="/api/v1")
+HISTORY_SOURCES_KEY = "appliance.history_sources"
+"""Extensions may list functions ``document_id -> [(timestamp, item)]`` whose items join the
+history (human reviews do, see ``appliance.review``)."""
+HistorySource = Callable[[str], list[tuple[datetime, dict[str, Any]]]]
 
 
 def _service() -> ClassificationService:
@@ -113,4 +119,9 @@ def get_classification(document_id: str) -> dict[str, Any]:
     history = _service().history(document_id)
     if not history:
         raise NotFound("no classification is stored for this document_id")
-    return {**serialise(history[0]), "history": [serialise(item) for item in history]}
+    items = [(item.created_at, {"source": "model", **serialise(item)}) for item in history]
+    sources: list[HistorySource] = current_app.extensions.get(HISTORY_SOURCES_KEY, [])
+    for source in sources:
+        items.extend(source(document_id))
+    items.sort(key=lambda item: item[0], reverse=True)  # stable: equal times keep their order
+    return {**serialise(history[0]), "history": [item for _, item in items]}

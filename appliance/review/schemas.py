@@ -1,0 +1,41 @@
+"""Review request and response bodies (the same pydantic models can feed the OpenAPI document)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from appliance.classification.schemas import ClassificationOut
+from appliance.classification.taxonomy import LABEL_PATTERN
+from appliance.review.models import MAX_NOTE_CHARS
+
+
+class ReviewIn(BaseModel):
+    """A reviewer's decision. The reviewer is the verified caller, never a body field."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    label: str = Field(pattern=LABEL_PATTERN, examples=["TEST_RESULTS"])
+    note: str | None = Field(default=None, max_length=MAX_NOTE_CHARS)
+
+
+class ReviewOut(BaseModel):
+    source: str = "review"
+    review_id: str
+    result_id: str
+    document_id: str
+    classification: str
+    model_classification: str
+    taxonomy_version: str
+    reviewer: str
+    note: str | None
+    audit_seq: int | None
+    audit_event_id: str | None = None
+    timestamp: datetime
+
+
+class QueueOut(BaseModel):
+    results: list[ClassificationOut]
+    next_after: str | None
+    """Pass as ``after`` for the next page; null on the last page."""

@@ -1,0 +1,93 @@
+"""Per-label review thresholds: taxonomy field, version stability, and the service using them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine
+
+from appliance.classification.interfaces import Document, RequestContext
+from appliance.classification.labeller import Labeller
+from appliance.classification.services import ClassificationService
+from appliance.classification.taxonomy import TaxonomyError, load_taxonomy, parse_taxonomy
+from appliance.vllm.client import VllmClient, VllmConfig
+from tests.common.fake_vllm import FakeVllm, Fault, chat_body, running_fake_vllm
+from tests.core.conftest import RecordingSink
+
+TAXONOMY = """
+labels:
+  - {name: BILLING, description: invoices, review_threshold: 0.99}
+  - {name: ADMINISTRATIVE, description: letters, review_threshold: 0.0}
+  - {name: TEST_RESULTS, description: labs}
+"""
+
+
+def scripted(chosen: str, probabilities: dict[str, float]) -> Fault:
+    def fault(handler: Any) -> bool:
+        handler.send(200, json.dumps(chat_body(probabilities, chosen)).encode())
+        return True
+
+    return fault
+
+
+def test_thresholds_parse_and_validate() -> None:
+    taxonomy = parse_taxonomy(TAXONOMY, "test")
+    assert taxonomy.review_thresholds == {"BILLING": 0.99, "ADMINISTRATIVE": 0.0}
+    with pytest.raises(TaxonomyError):
+        parse_taxonomy(TAXONOMY.replace("0.99", "1.5"), "test")
+
+
+def test_unset_thresholds_keep_the_version() -> None:
+    default = load_taxonomy(None)
+    with_none = default.model_dump(mode="json")
+    assert all(label["review_threshold"] is None for label in with_none["labels"])
+    # Pinned: the built-in taxonomy's version from before the field existed.
+    assert default.version == (
+        "sha256:4fe20d18165a4aea9e76897cdb0a7ff6187340596d363735a6c017d64f4e64a5"
+    )
+    changed = parse_taxonomy(TAXONOMY, "a")
+    unchanged = parse_taxonomy(TAXONOMY.replace(", review_threshold: 0.99", ""), "b")
+    assert changed.version != unchanged.version
+
+
+@pytest.fixture
+def fake_vllm() -> Iterator[FakeVllm]:
+    with running_fake_vllm() as fake:
+        yield fake
+
+
+def test_service_uses_the_label_threshold(fake_vllm: FakeVllm, migrated_database_url: str) -> None:
+    taxonomy = parse_taxonomy(TAXONOMY, "test")
+    client = VllmClient(VllmConfig(base_url=fake_vllm.url, model="m", max_retries=0))
+    engine = create_engine(migrated_database_url)
+    service = ClassificationService(
+        engine=engine,
+        labeller=Labeller(client, taxonomy, 1000),
+        taxonomy_version=taxonomy.version,
+        review_threshold=0.5,
+        audit_sink=RecordingSink(),
+        max_concurrency=2,
+        label_thresholds=taxonomy.review_thresholds,
+    )
+    context = RequestContext(request_id="r", identity=None, source_address=None)
+    try:
+        assert service.review_threshold("BILLING") == 0.99
+        assert service.review_threshold("TEST_RESULTS") == 0.5
+        fake_vllm.script(
+            scripted("A", {"A": 0.9, "B": 0.1}),
+            scripted("B", {"A": 0.25, "B": 0.3, "C": 0.45}),
+            scripted("C", {"A": 0.3, "B": 0.3, "C": 0.4}),
+        )
+        billing = service.classify(Document("t-1", "threshold test one"), context)
+        admin = service.classify(Document("t-2", "threshold test two"), context)
+        labs = service.classify(Document("t-3", "threshold test three"), context)
+    finally:
+        client.close()
+        engine.dispose()
+    # Under the global 0.5 alone these would be False, True, True.
+    assert (billing.label, billing.confidence, billing.needs_review) == ("BILLING", 0.9, True)
+    assert (admin.label, admin.confidence, admin.needs_review) == ("ADMINISTRATIVE", 0.3, False)
+    assert (labs.label, labs.needs_review) == ("TEST_RESULTS", True)
