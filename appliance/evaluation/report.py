@@ -1,0 +1,206 @@
+"""The evaluation report: JSON (everything), Markdown (for people) and two PNG plots.
+
+Plots are drawn on ``matplotlib.figure.Figure`` objects with the Agg canvas: no pyplot, no global
+backend state, safe to call from any thread or a headless server.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from appliance.evaluation.metrics import Metrics
+
+JSON_NAME = "report.json"
+MARKDOWN_NAME = "report.md"
+CONFUSION_PNG = "confusion_matrix.png"
+RELIABILITY_PNG = "reliability.png"
+PNG_METADATA = {"Software": None}
+"""No matplotlib version in the PNG, so the same numbers draw the same bytes across upgrades."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """How the predictions were obtained."""
+
+    source: str
+    """The dataset path, or ``reviews`` when scoring stored corrections."""
+    mode: str
+    """``in-process``, ``service`` or ``reviews``."""
+    model: str
+    taxonomy_version: str
+    submitted: int
+    elapsed_s: float
+    concurrency: int
+    cached: int = 0
+    truncated: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    """Failed documents by error code; they are left out of the metrics."""
+
+    @property
+    def throughput(self) -> float:
+        """Documents answered per second of wall time."""
+        answered = self.submitted - sum(self.errors.values())
+        return answered / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    json: Path
+    markdown: Path
+    confusion: Path
+    reliability: Path
+
+
+def report_dict(metrics: Metrics, run: RunInfo) -> dict[str, Any]:
+    return {
+        "run": {**asdict(run), "throughput_docs_per_s": run.throughput},
+        "count": metrics.count,
+        "accuracy": metrics.accuracy,
+        "macro_f1": metrics.macro_f1,
+        "expected_calibration_error": metrics.ece,
+        "abstention_rate": metrics.abstention_rate,
+        "accuracy_non_abstained": metrics.accuracy_non_abstained,
+        "per_label": {label: asdict(stats) for label, stats in metrics.per_label.items()},
+        "confusion_matrix": {
+            "labels": list(metrics.labels),
+            "rows": "gold",
+            "columns": "predicted",
+            "matrix": [list(row) for row in metrics.confusion],
+        },
+        "reliability": [asdict(item) for item in metrics.reliability],
+    }
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def markdown(metrics: Metrics, run: RunInfo) -> str:
+    lines = [
+        "# Classification evaluation report",
+        "",
+        f"- Source: `{run.source}` ({run.mode})",
+        f"- Model: `{run.model}`; taxonomy `{run.taxonomy_version}`",
+        f"- Documents: {run.submitted} submitted, {metrics.count} scored, "
+        f"{sum(run.errors.values())} failed"
+        + (
+            f" ({', '.join(f'{k}: {v}' for k, v in sorted(run.errors.items()))})"
+            if run.errors
+            else ""
+        ),
+        f"- Wall time {run.elapsed_s:.1f} s at concurrency {run.concurrency}: "
+        f"{run.throughput:.2f} documents/s; {run.cached} cached, {run.truncated} truncated",
+        "",
+        "| Metric | Value |",
+        "|---|---|",
+        f"| Accuracy | {_pct(metrics.accuracy)} |",
+        f"| Macro-F1 | {metrics.macro_f1:.3f} |",
+        f"| Expected calibration error ({len(metrics.reliability)} bins) | {metrics.ece:.3f} |",
+        f"| Abstention rate (needs review) | {_pct(metrics.abstention_rate)} |",
+        f"| Accuracy of the non-abstained | {_pct(metrics.accuracy_non_abstained)} |",
+        "",
+        "## Per label",
+        "",
+        "| Label | Precision | Recall | F1 | Support | Predicted |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, stats in metrics.per_label.items():
+        lines.append(
+            f"| {label} | {stats.precision:.3f} | {stats.recall:.3f} | {stats.f1:.3f} "
+            f"| {stats.support} | {stats.predicted} |"
+        )
+    lines += [
+        "",
+        "## Confusion matrix (rows: gold, columns: predicted)",
+        "",
+        "| gold \\ predicted | " + " | ".join(metrics.labels) + " |",
+        "|---|" + "---|" * len(metrics.labels),
+    ]
+    for label, row in zip(metrics.labels, metrics.confusion, strict=True):
+        lines.append(f"| {label} | " + " | ".join(str(n) for n in row) + " |")
+    lines += [
+        "",
+        f"![Confusion matrix]({CONFUSION_PNG})",
+        "",
+        "## Calibration",
+        "",
+        "| Confidence | Documents | Mean confidence | Accuracy |",
+        "|---|---|---|---|",
+    ]
+    for item in metrics.reliability:
+        lines.append(
+            f"| ({item.lower:.1f}, {item.upper:.1f}] | {item.count} "
+            f"| {_pct(item.mean_confidence)} | {_pct(item.accuracy)} |"
+        )
+    lines += ["", f"![Reliability diagram]({RELIABILITY_PNG})", ""]
+    return "\n".join(lines)
+
+
+def plot_confusion(metrics: Metrics, path: Path) -> None:
+    size = len(metrics.labels)
+    figure = Figure(figsize=(1.2 * size + 3, 1.0 * size + 2.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    image = axes.imshow(metrics.confusion, cmap="Blues", vmin=0)
+    figure.colorbar(image, ax=axes, label="documents")
+    peak = max((max(row) for row in metrics.confusion), default=0)
+    for i, row in enumerate(metrics.confusion):
+        for j, count in enumerate(row):
+            colour = "white" if peak and count > peak / 2 else "black"
+            axes.text(j, i, str(count), ha="center", va="center", color=colour)
+    axes.set_xticks(range(size), metrics.labels, rotation=35, ha="right")
+    axes.set_yticks(range(size), metrics.labels)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("gold")
+    axes.set_title(f"Confusion matrix (accuracy {_pct(metrics.accuracy)}, n={metrics.count})")
+    figure.savefig(path, dpi=100, metadata=PNG_METADATA)
+
+
+def plot_reliability(metrics: Metrics, path: Path) -> None:
+    figure = Figure(figsize=(6, 6.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    width = 1.0 / len(metrics.reliability)
+    centres = [(item.lower + item.upper) / 2 for item in metrics.reliability]
+    accuracy = [item.accuracy or 0.0 for item in metrics.reliability]
+    top.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+    top.bar(centres, accuracy, width=width * 0.9, color="tab:blue", label="accuracy")
+    occupied = [item for item in metrics.reliability if item.count]
+    top.plot(
+        [item.mean_confidence for item in occupied],
+        [item.accuracy for item in occupied],
+        marker="o",
+        color="tab:orange",
+        label="mean confidence vs accuracy",
+    )
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.set_ylabel("accuracy")
+    top.set_title(f"Reliability diagram (ECE {metrics.ece:.3f})")
+    top.legend(loc="upper left")
+    bottom.bar(centres, [item.count for item in metrics.reliability], width=width * 0.9)
+    bottom.set_xlabel("confidence")
+    bottom.set_ylabel("documents")
+    figure.savefig(path, dpi=100, metadata=PNG_METADATA)
+
+
+def write_report(metrics: Metrics, run: RunInfo, out_dir: Path) -> ReportPaths:
+    """Write the four files into ``out_dir`` (created if missing) and return their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = ReportPaths(
+        json=out_dir / JSON_NAME,
+        markdown=out_dir / MARKDOWN_NAME,
+        confusion=out_dir / CONFUSION_PNG,
+        reliability=out_dir / RELIABILITY_PNG,
+    )
+    paths.json.write_text(json.dumps(report_dict(metrics, run), indent=2) + "\n", encoding="utf-8")
+    paths.markdown.write_text(markdown(metrics, run), encoding="utf-8")
+    plot_confusion(metrics, paths.confusion)
+    plot_reliability(metrics, paths.reliability)
+    return paths

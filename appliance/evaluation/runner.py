@@ -1,0 +1,245 @@
+"""Running documents through the classification path, concurrently, with a progress bar.
+
+Two classifiers answer the same question: ``InProcessClassifier`` builds the application with
+``create_app`` and calls its ``ClassificationService`` (the very code behind the API, storing and
+auditing each result), and ``ServiceClassifier`` posts to a running appliance over mutual TLS.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+import httpx
+from tqdm import tqdm  # type: ignore[import-untyped]
+
+from appliance.app import create_app
+from appliance.classification.interfaces import Document, RequestContext
+from appliance.classification.services import ClassificationService
+from appliance.errors import ApplianceError
+from appliance.settings import Settings
+
+CLI_ACTOR = "appliance-cli"
+"""Recorded as ``on_behalf_of`` of in-process classifications (there is no certificate)."""
+
+
+class EvaluationError(ApplianceError):
+    code = "evaluation_error"
+
+
+class DatasetError(EvaluationError):
+    code = "invalid_dataset"
+
+
+class ClassifyFailed(ApplianceError):
+    """One document could not be classified; ``code`` is the appliance's error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Example:
+    document_id: str
+    text: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    label: str
+    confidence: float
+    needs_review: bool
+    model: str
+    taxonomy_version: str
+    cached: bool
+    truncated: bool
+
+
+class Classifier(Protocol):
+    def classify(self, document_id: str, text: str) -> Outcome:
+        """Classify one document or raise ``ApplianceError``."""
+
+
+def load_dataset(path: Path, labels: Sequence[str]) -> list[Example]:
+    """JSON lines of ``{"text", "label"}`` (optional ``document_id``); blank lines are skipped.
+
+    Raises ``DatasetError`` naming the first bad line. Document ids default to
+    ``eval:<file name>:<line number>``.
+    """
+    examples = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"cannot read dataset {path}: {exc}") from exc
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path}:{number}: not JSON ({exc.msg})") from exc
+        if not isinstance(item, dict):
+            raise DatasetError(f"{path}:{number}: got {type(item).__name__}, want an object")
+        text, label = item.get("text"), item.get("label")
+        document_id = item.get("document_id", f"eval:{path.name}:{number}")
+        if not isinstance(text, str) or not text.strip():
+            raise DatasetError(f"{path}:{number}: text: want a non-empty string")
+        if not isinstance(label, str) or label not in labels:
+            raise DatasetError(f"{path}:{number}: label: got {label!r}, want one of {list(labels)}")
+        if not isinstance(document_id, str) or not 1 <= len(document_id) <= 256:
+            raise DatasetError(f"{path}:{number}: document_id: want a string of 1..256 chars")
+        examples.append(Example(document_id, text, label))
+    if not examples:
+        raise DatasetError(f"{path}: no examples")
+    return examples
+
+
+def run(
+    items: Sequence[tuple[str, str]],
+    classifier: Classifier,
+    concurrency: int,
+    progress: bool = True,
+    description: str = "classifying",
+) -> tuple[list[Outcome | ApplianceError], float]:
+    """Classify ``(document_id, text)`` pairs; results in input order, and the wall time.
+
+    A failed document gives its ``ApplianceError`` in its slot; the others go on.
+    """
+    results: list[Outcome | ApplianceError | None] = [None] * len(items)
+    started = time.perf_counter()
+    with (
+        ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="eval") as pool,
+        tqdm(total=len(items), desc=description, disable=not progress, file=sys.stderr) as bar,
+    ):
+        futures = {
+            pool.submit(_classify_one, classifier, document_id, text): index
+            for index, (document_id, text) in enumerate(items)
+        }
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()
+            bar.update(1)
+    elapsed = time.perf_counter() - started
+    return [result for result in results if result is not None], elapsed
+
+
+def _classify_one(classifier: Classifier, document_id: str, text: str) -> Outcome | ApplianceError:
+    try:
+        return classifier.classify(document_id, text)
+    except ApplianceError as exc:
+        return exc
+
+
+class InProcessClassifier:
+    """The application's own ``ClassificationService``: stored, deduplicated and audited."""
+
+    def __init__(self, settings: Settings, app_factory: Callable[..., Any] = create_app) -> None:
+        self._app = app_factory(settings)
+        # One log line per upstream call would scroll the progress bar away.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        self._service: ClassificationService = self._app.extensions["appliance.classification"]
+        self._run_id = f"cli-{uuid.uuid4().hex}"
+
+    def classify(self, document_id: str, text: str) -> Outcome:
+        context = RequestContext(request_id=self._run_id, identity=None, source_address=None)
+        document = Document(document_id=document_id, text=text, on_behalf_of=CLI_ACTOR)
+        # The batch path audits a failure on its own, as the API does for a failed item.
+        (result,) = self._service.classify_batch([document], context)
+        if isinstance(result, ApplianceError):
+            raise result
+        return Outcome(
+            label=result.label,
+            confidence=result.confidence,
+            needs_review=result.needs_review,
+            model=result.model,
+            taxonomy_version=result.taxonomy_version,
+            cached=result.cached,
+            truncated=result.truncated,
+        )
+
+    def close(self) -> None:
+        self._app.extensions["appliance.vllm"].close()
+        self._app.extensions["appliance.engine"].dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    url: str
+    cert: Path | None = None
+    key: Path | None = None
+    ca: Path | None = None
+    timeout_s: float = 120.0
+
+
+class ServiceClassifier:
+    """A running appliance, reached over mutual TLS (or plain HTTP for an ``http://`` URL)."""
+
+    def __init__(self, config: ServiceConfig, max_connections: int = 16) -> None:
+        verify: ssl.SSLContext | bool = True
+        if config.url.startswith("https://"):
+            verify = ssl.create_default_context(cafile=str(config.ca) if config.ca else None)
+            if config.cert is not None:
+                verify.load_cert_chain(str(config.cert), str(config.key) if config.key else None)
+        self._client = httpx.Client(
+            base_url=config.url,
+            verify=verify,
+            timeout=config.timeout_s,
+            limits=httpx.Limits(max_connections=max_connections),
+        )
+
+    def classify(self, document_id: str, text: str) -> Outcome:
+        try:
+            response = self._client.post(
+                "/api/v1/classify-document", json={"document_id": document_id, "text": text}
+            )
+        except httpx.HTTPError as exc:
+            raise ClassifyFailed("connection_error", f"{type(exc).__name__}: {exc}") from exc
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise ClassifyFailed("invalid_response", f"HTTP {response.status_code}") from exc
+        if response.status_code != 200:
+            error = body.get("error", {}) if isinstance(body, dict) else {}
+            raise ClassifyFailed(
+                str(error.get("code", "http_error")),
+                f"HTTP {response.status_code}: {error.get('message', '')}",
+            )
+        return Outcome(
+            label=body["classification"],
+            confidence=float(body["confidence"]),
+            needs_review=bool(body["needs_review"]),
+            model=body["model"],
+            taxonomy_version=body["taxonomy_version"],
+            cached=bool(body["cached"]),
+            truncated=bool(body["truncated"]),
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
