@@ -1,0 +1,48 @@
+"""Fixtures for the operator commands: a clean migrated database and the environment the
+in-process classifier reads its settings from."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import create_engine, text
+
+from tests.common.fake_vllm import FakeVllm, running_fake_vllm
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples" / "labelled-synthetic.jsonl"
+
+
+@pytest.fixture
+def fake_vllm() -> Iterator[FakeVllm]:
+    with running_fake_vllm() as fake:
+        yield fake
+
+
+@pytest.fixture
+def clean_database(migrated_database_url: str) -> str:
+    engine = create_engine(migrated_database_url)
+    with engine.begin() as connection:
+        connection.execute(text("TRUNCATE classification_reviews, classification_results"))
+    engine.dispose()
+    return migrated_database_url
+
+
+def runner_for(database_url: str, vllm_url: str, **extra: str) -> CliRunner:
+    return CliRunner(
+        env={
+            "APPLIANCE_DATABASE_URL": database_url,
+            "APPLIANCE_VLLM_BASE_URL": vllm_url,
+            "APPLIANCE_VLLM_MAX_RETRIES": "0",
+            "APPLIANCE_TAXONOMY_PATH": None,  # type: ignore[dict-item]  # None unsets
+            **extra,
+        }
+    )
+
+
+@pytest.fixture
+def runner(clean_database: str, fake_vllm: FakeVllm) -> CliRunner:
+    return runner_for(clean_database, fake_vllm.url)
