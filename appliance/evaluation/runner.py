@@ -223,15 +223,18 @@ class ServiceClassifier:
                 str(error.get("code", "http_error")),
                 f"HTTP {response.status_code}: {error.get('message', '')}",
             )
-        return Outcome(
-            label=body["classification"],
-            confidence=float(body["confidence"]),
-            needs_review=bool(body["needs_review"]),
-            model=body["model"],
-            taxonomy_version=body["taxonomy_version"],
-            cached=bool(body["cached"]),
-            truncated=bool(body["truncated"]),
-        )
+        try:
+            return Outcome(
+                label=str(body["classification"]),
+                confidence=float(body["confidence"]),
+                needs_review=bool(body["needs_review"]),
+                model=str(body["model"]),
+                taxonomy_version=str(body["taxonomy_version"]),
+                cached=bool(body["cached"]),
+                truncated=bool(body["truncated"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ClassifyFailed("invalid_response", f"the answer lacks {exc}") from exc
 
     def close(self) -> None:
         self._client.close()

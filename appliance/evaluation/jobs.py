@@ -1,0 +1,181 @@
+"""What ``appliance eval`` and ``appliance classify`` do, apart from parsing their options.
+
+Kept out of ``appliance.evaluation.cli`` so that registering the commands costs nothing: this
+module pulls in matplotlib, pypdf, python-docx and the application, which ``appliance serve``
+and ``appliance db upgrade`` do not need.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from appliance.classification.taxonomy import load_taxonomy
+from appliance.db import make_engine
+from appliance.errors import ApplianceError
+from appliance.evaluation.documents import extract_text
+from appliance.evaluation.metrics import Prediction, evaluate
+from appliance.evaluation.report import RunInfo, write_report
+from appliance.evaluation.runner import (
+    Classifier,
+    EvaluationError,
+    InProcessClassifier,
+    Outcome,
+    ServiceClassifier,
+    ServiceConfig,
+    load_dataset,
+    run,
+)
+from appliance.review.services import stored_corrections
+from appliance.settings import Settings
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where documents are classified: a running appliance (``service``) or in-process."""
+
+    service: str | None
+    cert: Path | None
+    key: Path | None
+    ca: Path | None
+    concurrency: int
+    progress: bool
+
+
+@contextlib.contextmanager
+def classifier_for(target: Target) -> Iterator[Classifier]:
+    if target.service:
+        config = ServiceConfig(target.service, target.cert, target.key, target.ca)
+        with ServiceClassifier(config, target.concurrency) as remote:
+            yield remote
+    else:
+        with InProcessClassifier(Settings()) as local:
+            yield local
+
+
+def evaluate_and_report(dataset: Path | None, out_dir: Path, bins: int, target: Target) -> None:
+    """Score ``dataset`` (or, if None, the stored reviews) and write the report to ``out_dir``."""
+    labels = list(load_taxonomy(Settings().taxonomy_path).names)
+    if dataset is None:
+        predictions, info = _from_reviews()
+    else:
+        predictions, info = _from_dataset(dataset, labels, target)
+    seen = {p.gold for p in predictions} | {p.predicted for p in predictions}
+    metrics = evaluate([*labels, *sorted(seen - set(labels))], predictions, bins)
+    paths = write_report(metrics, info, out_dir)
+    click.echo(
+        f"accuracy {metrics.accuracy:.3f}  macro-F1 {metrics.macro_f1:.3f}  "
+        f"ECE {metrics.ece:.3f}  abstained {metrics.abstention_rate:.1%}  "
+        f"({metrics.count} scored, {sum(info.errors.values())} failed, "
+        f"{info.throughput:.2f} docs/s)"
+    )
+    for path in (paths.json, paths.markdown, paths.confusion, paths.reliability):
+        click.echo(f"wrote {path}")
+
+
+def _from_dataset(
+    dataset: Path, labels: list[str], target: Target
+) -> tuple[list[Prediction], RunInfo]:
+    examples = load_dataset(dataset, labels)
+    with classifier_for(target) as classifier:
+        results, elapsed = run(
+            [(e.document_id, e.text) for e in examples],
+            classifier,
+            target.concurrency,
+            target.progress,
+            "evaluating",
+        )
+    outcomes = [(e, r) for e, r in zip(examples, results, strict=True) if isinstance(r, Outcome)]
+    errors = Counter(r.code for r in results if isinstance(r, ApplianceError))
+    if not outcomes:
+        raise EvaluationError(f"every document failed: {dict(errors)}")
+    predictions = [Prediction(e.label, o.label, o.confidence, o.needs_review) for e, o in outcomes]
+    info = RunInfo(
+        source=str(dataset),
+        mode="service" if target.service else "in-process",
+        model=", ".join(sorted({o.model for _, o in outcomes})),
+        taxonomy_version=", ".join(sorted({o.taxonomy_version for _, o in outcomes})),
+        submitted=len(examples),
+        elapsed_s=elapsed,
+        concurrency=target.concurrency,
+        cached=sum(o.cached for _, o in outcomes),
+        truncated=sum(o.truncated for _, o in outcomes),
+        errors=dict(errors),
+    )
+    return predictions, info
+
+
+def _from_reviews() -> tuple[list[Prediction], RunInfo]:
+    engine = make_engine(Settings())
+    try:
+        corrections = stored_corrections(engine)
+    finally:
+        engine.dispose()
+    if not corrections:
+        raise EvaluationError("no reviewed results are stored yet")
+    predictions = [
+        Prediction(c.gold, c.predicted, c.confidence, c.needs_review) for c in corrections
+    ]
+    info = RunInfo(
+        source="reviews",
+        mode="reviews",
+        model=", ".join(sorted({c.model for c in corrections})),
+        taxonomy_version=", ".join(sorted({c.taxonomy_version for c in corrections})),
+        submitted=len(corrections),
+        elapsed_s=0.0,
+        concurrency=0,
+    )
+    return predictions, info
+
+
+def document_id(path: Path) -> str:
+    """``file:<path as given>``, printable and at most 256 characters."""
+    name = "".join(c if c.isprintable() else "?" for c in f"file:{path}")
+    return name if len(name) <= 256 else name[:120] + "..." + name[-133:]
+
+
+def classify_files(files: tuple[Path, ...], as_json: bool, target: Target) -> None:
+    """Classify each readable file; print one line per file; fail at the end if any failed."""
+    rows: list[dict[str, Any]] = []
+    readable: list[tuple[int, str, str]] = []
+    for index, path in enumerate(files):
+        rows.append({"file": str(path)})
+        try:
+            readable.append((index, document_id(path), extract_text(path)))
+        except ApplianceError as exc:
+            rows[index]["error"] = {"code": exc.code, "message": exc.message}
+    if readable:
+        with classifier_for(target) as classifier:
+            results, _ = run(
+                [(d, t) for _, d, t in readable], classifier, target.concurrency, target.progress
+            )
+        for (index, doc_id, _), result in zip(readable, results, strict=True):
+            rows[index]["document_id"] = doc_id
+            if isinstance(result, ApplianceError):
+                rows[index]["error"] = {"code": result.code, "message": result.message}
+            else:
+                rows[index].update(
+                    classification=result.label,
+                    confidence=round(result.confidence, 6),
+                    needs_review=result.needs_review,
+                )
+    for row in rows:
+        click.echo(json.dumps(row) if as_json else _tsv(row))
+    failed = sum("error" in row for row in rows)
+    click.echo(f"{len(rows) - failed} classified, {failed} failed", err=True)
+    if failed:
+        raise click.ClickException(f"{failed} of {len(rows)} files could not be classified")
+
+
+def _tsv(row: dict[str, Any]) -> str:
+    if "error" in row:
+        return f"{row['file']}\tERROR\t{row['error']['code']}\t{row['error']['message']}"
+    review = "needs_review" if row["needs_review"] else "ok"
+    return f"{row['file']}\t{row['classification']}\t{row['confidence']:.3f}\t{review}"
