@@ -55,6 +55,8 @@ class Correction:
     scores: dict[str, float]
     needs_review: bool
     gold: str
+    model: str
+    taxonomy_version: str
 
 
 def utc_now() -> datetime:
@@ -138,35 +140,8 @@ class ReviewService:
         return [as_review(review, model_label) for review, model_label in rows]
 
     def corrections(self) -> list[Correction]:
-        """Every reviewed result with its latest review's label, oldest result first."""
-        newest_first = func.row_number().over(
-            partition_by=ClassificationReview.result_id,
-            order_by=(ClassificationReview.created_at.desc(), ClassificationReview.id),
-        )
-        ranked = select(
-            ClassificationReview.result_id,
-            ClassificationReview.label,
-            newest_first.label("rank"),
-        ).subquery()
-        query = (
-            select(ClassificationResult, ranked.c.label)
-            .join(ranked, ranked.c.result_id == ClassificationResult.id)
-            .where(ranked.c.rank == 1)
-            .order_by(ClassificationResult.created_at, ClassificationResult.id)
-        )
-        with transaction(self._engine) as session:
-            rows = session.execute(query).all()
-        return [
-            Correction(
-                result_id=result.id,
-                predicted=result.label,
-                confidence=result.confidence,
-                scores=dict(result.scores),
-                needs_review=result.needs_review,
-                gold=gold,
-            )
-            for result, gold in rows
-        ]
+        """Every reviewed result with its latest review's label (see ``stored_corrections``)."""
+        return stored_corrections(self._engine)
 
     def _event(self, context: RequestContext, result: ClassificationResult) -> AuditEvent:
         identity = context.identity
@@ -182,6 +157,40 @@ class ReviewService:
             result_id=str(result.id),
             content_sha256=result.content_sha256,
         )
+
+
+def stored_corrections(engine: Engine) -> list[Correction]:
+    """Every reviewed result with its latest review's label, oldest result first."""
+    newest_first = func.row_number().over(
+        partition_by=ClassificationReview.result_id,
+        order_by=(ClassificationReview.created_at.desc(), ClassificationReview.id),
+    )
+    ranked = select(
+        ClassificationReview.result_id,
+        ClassificationReview.label,
+        newest_first.label("rank"),
+    ).subquery()
+    query = (
+        select(ClassificationResult, ranked.c.label)
+        .join(ranked, ranked.c.result_id == ClassificationResult.id)
+        .where(ranked.c.rank == 1)
+        .order_by(ClassificationResult.created_at, ClassificationResult.id)
+    )
+    with transaction(engine) as session:
+        rows = session.execute(query).all()
+    return [
+        Correction(
+            result_id=result.id,
+            predicted=result.label,
+            confidence=result.confidence,
+            scores=dict(result.scores),
+            needs_review=result.needs_review,
+            gold=gold,
+            model=result.model,
+            taxonomy_version=result.taxonomy_version,
+        )
+        for result, gold in rows
+    ]
 
 
 def as_classification(row: ClassificationResult) -> Classification:
