@@ -1,7 +1,7 @@
 """Benchmark of the classification path, written to docs/benchmarks.md.
 
 1. Overhead: ``classify-document`` through gunicorn (mutual TLS, PostgreSQL write, audit event)
-   against an instant scripted upstream, next to the same load sent straight to that upstream.
+   against an instant upstream, next to the same load sent straight to that upstream.
    Targets: at most +5 ms at p50, at least 300 classifications/s on 2 cores.
 2. Batch efficiency: documents/s through ``classify-batch`` against the real CPU vLLM, next to the
    same prompts sent straight to vLLM at the same concurrency. Target ratio >= 0.95.
@@ -13,12 +13,14 @@ Everything runs on this machine; figures are medians of one run.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import platform
+import contextlib
+import socket
 import statistics
 import subprocess
+import sys
 import time
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 
@@ -26,13 +28,11 @@ from appliance.classification.labeller import Labeller
 from appliance.classification.taxonomy import load_taxonomy
 from appliance.vllm.client import VllmClient, VllmConfig
 from benchmarks.loadgen import LoadResult, run_load
+from benchmarks.report import machine_line, write_section
 from tests.common import postgres, vllm_cpu
-from tests.common.fake_vllm import running_fake_vllm
 from tests.common.stack import Stack, appliance_stack
+from tests.common.tls import free_port
 
-REPORT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-SECTION_START = "<!-- bench_classify:start -->"
-SECTION_END = "<!-- bench_classify:end -->"
 DOCUMENT = (
     "Laboratory report for outpatient visit {n}. Potassium 4.{k} mmol/L, sodium 13{k} mmol/L, "
     "creatinine 0.9 mg/dL, haemoglobin 13.{k} g/dL. Reference ranges attached; reviewed by the "
@@ -44,41 +44,82 @@ def document(n: int, run: str) -> dict[str, str]:
     return {"document_id": f"BENCH-{run}-{n}", "text": DOCUMENT.format(n=f"{run}-{n}", k=n % 10)}
 
 
-def overhead(stack: Stack, fake_url: str, requests: int, concurrency: int) -> dict[str, LoadResult]:
-    labeller = Labeller(VllmClient(VllmConfig(fake_url, "bench")), load_taxonomy(None), 1500)
+def chat_payload(model: str, text: str) -> dict[str, Any]:
+    """Exactly what the appliance sends upstream for ``text``."""
+    labeller = Labeller(VllmClient(VllmConfig("http://unused", model)), load_taxonomy(None), 1500)
+    return {"model": model, **labeller.chat_request(text)}
 
-    def direct(n: int) -> tuple[str, dict]:
-        return "/v1/chat/completions", {"model": "bench", **labeller.chat_request(document(n, "d")["text"])}
 
-    def through(run: str):  # type: ignore[no-untyped-def]
+@contextlib.contextmanager
+def instant_upstream() -> Iterator[str]:
+    """The instant upstream in a process of its own, so it does not share a GIL with the load."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "benchmarks.instant_upstream", str(port)])
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def median_round(runs: list[LoadResult]) -> LoadResult:
+    """The round with the median throughput (its latencies come from the same round)."""
+    return sorted(runs, key=lambda run: run.per_second)[len(runs) // 2]
+
+
+def overhead(stack: Stack, upstream: str, requests: int, concurrency: int) -> list[str]:
+    payload = chat_payload("bench", document(0, "direct")["text"])
+    options = stack.client_options()
+
+    def direct(n: int) -> tuple[str, dict[str, Any]]:
+        return "/v1/chat/completions", payload
+
+    def classify(run: str) -> Callable[[int], tuple[str, dict[str, Any]]]:
         return lambda n: ("/api/v1/classify-document", document(n, run))
 
-    options = stack.client_options()
-    run_load(stack.url, through("warm"), 200, concurrency, **options)
-    run_load(fake_url, direct, 200, concurrency)
-    results = {"direct": [], "appliance": []}  # type: ignore[var-annotated]
-    for round_number in range(3):  # alternate to spread the machine's noise over both
-        results["direct"].append(run_load(fake_url, direct, requests, concurrency))
-        results["appliance"].append(
-            run_load(stack.url, through(f"r{round_number}"), requests, concurrency, **options)
+    run_load(stack.url, classify("warm"), 300, concurrency, **options)
+    runs: dict[str, list[LoadResult]] = {"direct": [], "appliance": []}
+    for round_number in range(3):  # alternate, to spread the machine's noise over both
+        runs["direct"].append(run_load(upstream, direct, requests, concurrency))
+        runs["appliance"].append(
+            run_load(stack.url, classify(f"r{round_number}"), requests, concurrency, **options)
         )
-    return {name: _median_run(runs) for name, runs in results.items()}
+    base, through = (median_round(runs[name]) for name in ("direct", "appliance"))
+    rows = [("upstream directly", base), ("through the appliance", through)]
+    return [
+        f"### Overhead against an instant upstream ({requests} requests, {concurrency} in "
+        "flight, median round of 3, rounds alternating)",
+        "",
+        "| path | requests/s | p50 ms | p95 ms | errors |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {name} | {run.per_second:.0f} | {run.p50:.1f} | {run.p95:.1f} | {run.errors} |"
+            for name, run in rows
+        ),
+        "",
+        f"Added at p50: **{through.p50 - base.p50:.1f} ms** (target <= 5 ms). Through the "
+        f"appliance: **{through.per_second:.0f} classifications/s** (target >= 300/s), "
+        f"{through.per_second / base.per_second:.2f} of the upstream's own rate.",
+        "",
+    ]
 
 
-def batch_efficiency(stack: Stack, vllm_url: str, batch: int, rounds: int) -> dict[str, float]:
-    labeller = Labeller(VllmClient(VllmConfig(vllm_url, "smollm2-135m")), load_taxonomy(None), 1500)
-    options = stack.client_options()
+def batch_efficiency(stack: Stack, vllm_url: str, batch: int, rounds: int) -> list[str]:
     direct_rates, batch_rates = [], []
-    with httpx.Client(base_url=stack.url, timeout=600, **options) as api:  # type: ignore[arg-type]
+    with httpx.Client(base_url=stack.url, timeout=600, **stack.client_options()) as api:  # type: ignore[arg-type]
         for round_number in range(rounds):
             docs = [document(n, f"vb{round_number}") for n in range(batch)]
-            payloads = [
-                {"model": "smollm2-135m", **labeller.chat_request(doc["text"])} for doc in docs
-            ]
-            started = time.perf_counter()
-            result = run_load(vllm_url, lambda n: ("/v1/chat/completions", payloads[n]), batch, batch)
+            payloads = [chat_payload(vllm_cpu.MODEL_NAME, doc["text"]) for doc in docs]
+            result = run_load(
+                vllm_url, lambda n, p=payloads: ("/v1/chat/completions", p[n]), batch, batch
+            )
             assert result.errors == 0
-            direct_rates.append(batch / (time.perf_counter() - started))
+            direct_rates.append(result.per_second)
             started = time.perf_counter()
             response = api.post("/api/v1/classify-batch", json={"documents": docs})
             elapsed = time.perf_counter() - started
@@ -86,33 +127,18 @@ def batch_efficiency(stack: Stack, vllm_url: str, batch: int, rounds: int) -> di
             assert all("classification" in item for item in response.json()["results"])
             batch_rates.append(batch / elapsed)
     direct, through = statistics.median(direct_rates), statistics.median(batch_rates)
-    return {"direct": direct, "batch": through, "ratio": through / direct}
-
-
-def _median_run(runs: list[LoadResult]) -> LoadResult:
-    return sorted(runs, key=lambda run: run.per_second)[len(runs) // 2]
-
-
-def machine() -> str:
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
-        platform.processor(),
-    )
-    cores = subprocess.run(["nproc"], capture_output=True, text=True, check=True).stdout.strip()
-    return f"{cores} cores, {cpu}, Python {platform.python_version()}"
-
-
-def write_report(lines: list[str]) -> None:
-    REPORT.parent.mkdir(exist_ok=True)
-    text = REPORT.read_text() if REPORT.exists() else "# Benchmarks\n"
-    section = "\n".join([SECTION_START, *lines, SECTION_END])
-    if SECTION_START in text:
-        head, rest = text.split(SECTION_START, 1)
-        text = head + section + rest.split(SECTION_END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    REPORT.write_text(text)
+    return [
+        f"### Batch endpoint against the real CPU vLLM (SmolLM2-135M, batch of {batch}, "
+        f"median of {rounds} rounds)",
+        "",
+        "| path | documents/s |",
+        "|---|---|",
+        f"| {batch} concurrent requests straight to vLLM | {direct:.2f} |",
+        f"| one `classify-batch` of {batch} documents | {through:.2f} |",
+        "",
+        f"Ratio: **{through / direct:.2f}** (target >= 0.95).",
+        "",
+    ]
 
 
 def main() -> None:
@@ -127,56 +153,31 @@ def main() -> None:
     lines = [
         "## Classification path (`benchmarks/bench_classify.py`)",
         "",
-        f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {machine()}. "
-        "Load generator, gunicorn (2 gthread workers, mutual TLS), PostgreSQL and the upstream "
-        "share the machine.",
+        machine_line(),
+        "Load generator (Python, httpx), gunicorn (2 gthread workers, mutual TLS), PostgreSQL "
+        "and the upstream all share the machine.",
         "",
     ]
     with postgres.admin_server() as admin:
         databases = postgres.DatabaseFactory(admin)
         try:
-            with running_fake_vllm() as fake, appliance_stack(databases.create(), fake.url) as stack:
+            with (
+                instant_upstream() as upstream,
+                appliance_stack(databases.create(), upstream) as stack,
+            ):
                 stack.wait_started()
-                result = overhead(stack, fake.url, args.requests, args.concurrency)
-            direct, through = result["direct"], result["appliance"]
-            lines += [
-                f"### Overhead against an instant scripted upstream ({args.requests} requests, "
-                f"{args.concurrency} in flight, median of 3 alternating rounds)",
-                "",
-                "| path | requests/s | p50 ms | p95 ms | errors |",
-                "|---|---|---|---|---|",
-                *(
-                    f"| {name} | {run.per_second:.0f} | {run.p50:.1f} | {run.p95:.1f} | {run.errors} |"
-                    for name, run in (("upstream directly", direct), ("through the appliance", through))
-                ),
-                "",
-                f"Added at p50: **{through.p50 - direct.p50:.1f} ms** (target <= 5 ms); "
-                f"throughput through the appliance: **{through.per_second:.0f}/s** (target >= 300/s), "
-                f"{through.per_second / direct.per_second:.2f} of the upstream's own rate.",
-                "",
-            ]
-            print("\n".join(lines))
+                lines += overhead(stack, upstream, args.requests, args.concurrency)
+            print("\n".join(lines), flush=True)
             if not args.skip_vllm:
-                with vllm_cpu.running_vllm() as vllm_url, appliance_stack(
-                    databases.create(), vllm_url
-                ) as stack:
+                with (
+                    vllm_cpu.running_vllm() as vllm_url,
+                    appliance_stack(databases.create(), vllm_url) as stack,
+                ):
                     stack.wait_started()
-                    rates = batch_efficiency(stack, vllm_url, args.batch, args.rounds)
-                lines += [
-                    f"### Batch endpoint against the real CPU vLLM (SmolLM2-135M, batch of "
-                    f"{args.batch}, median of {args.rounds} rounds)",
-                    "",
-                    "| path | documents/s |",
-                    "|---|---|",
-                    f"| {args.batch} concurrent requests straight to vLLM | {rates['direct']:.2f} |",
-                    f"| one `classify-batch` of {args.batch} | {rates['batch']:.2f} |",
-                    "",
-                    f"Ratio: **{rates['ratio']:.2f}** (target >= 0.95).",
-                    "",
-                ]
+                    lines += batch_efficiency(stack, vllm_url, args.batch, args.rounds)
         finally:
             databases.close()
-    write_report(lines)
+    write_section("bench_classify", lines)
     print("\n".join(lines))
 
 
