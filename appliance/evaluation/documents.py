@@ -16,6 +16,9 @@ from pypdf.errors import PyPdfError
 
 from appliance.errors import ApplianceError
 
+MAX_FILE_BYTES = 64 * 1024 * 1024
+"""Larger files are refused before parsing (the API takes at most 1 MiB of text anyway)."""
+
 
 class DocumentReadError(ApplianceError):
     code = "unreadable_document"
@@ -57,13 +60,17 @@ def _plain_text(path: Path) -> str:
         raise DocumentReadError(f"not UTF-8 text (bad byte at offset {exc.start})") from exc
 
 
-def extract_text(path: Path) -> str:
+def extract_text(path: Path, max_file_bytes: int = MAX_FILE_BYTES) -> str:
     """The text of ``path`` by its suffix (``.pdf``, ``.docx``, anything else as UTF-8 text).
 
-    Raises ``DocumentReadError`` if it cannot be read, ``EmptyDocument`` if it has no text.
+    Raises ``DocumentReadError`` if it cannot be read or is larger than ``max_file_bytes``,
+    ``EmptyDocument`` if it has no text.
     """
     suffix = path.suffix.lower()
     try:
+        size = path.stat().st_size
+        if size > max_file_bytes:
+            raise DocumentReadError(f"file is {size} bytes, want at most {max_file_bytes}")
         if suffix == ".pdf":
             text = _pdf_text(path)
         elif suffix == ".docx":

@@ -26,7 +26,7 @@ from tqdm import tqdm  # type: ignore[import-untyped]
 from appliance.app import create_app
 from appliance.classification.interfaces import Document, RequestContext
 from appliance.classification.services import ClassificationService
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, PayloadTooLarge
 from appliance.settings import Settings
 
 CLI_ACTOR = "appliance-cli"
@@ -149,9 +149,13 @@ class InProcessClassifier:
         # One log line per upstream call would scroll the progress bar away.
         logging.getLogger("httpx").setLevel(logging.WARNING)
         self._service: ClassificationService = self._app.extensions["appliance.classification"]
+        self._max_text_bytes = settings.max_text_bytes
         self._run_id = f"cli-{uuid.uuid4().hex}"
 
     def classify(self, document_id: str, text: str) -> Outcome:
+        """Preconditions as at the API: the text is at most ``max_text_bytes`` of UTF-8."""
+        if len(text.encode("utf-8")) > self._max_text_bytes:
+            raise PayloadTooLarge(f"text is larger than {self._max_text_bytes} bytes")
         context = RequestContext(request_id=self._run_id, identity=None, source_address=None)
         document = Document(document_id=document_id, text=text, on_behalf_of=CLI_ACTOR)
         # The batch path audits a failure on its own, as the API does for a failed item.

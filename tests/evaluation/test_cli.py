@@ -16,7 +16,7 @@ from appliance.evaluation.cli import classify_command, eval_command
 from appliance.review.services import ReviewService
 from tests.common.fake_vllm import FakeVllm, status
 from tests.core.conftest import RecordingSink, identity
-from tests.evaluation.conftest import EXAMPLES
+from tests.evaluation.conftest import EXAMPLES, runner_for
 from tests.evaluation.files import write_docx, write_pdf
 
 LABELS = load_taxonomy(None).names
@@ -166,3 +166,18 @@ def test_classify_json_output_all_good(runner: CliRunner, tmp_path: Path) -> Non
     (row,) = [json.loads(line) for line in result.stdout.splitlines()]
     assert row["file"] == str(note) and row["classification"] in LABELS
     assert row["document_id"] == f"file:{note}" and isinstance(row["needs_review"], bool)
+
+
+def test_classify_in_process_keeps_the_api_text_limit(
+    clean_database: str, fake_vllm: FakeVllm, tmp_path: Path
+) -> None:
+    small, large = tmp_path / "small.txt", tmp_path / "large.txt"
+    small.write_text("Short letter.")
+    large.write_text("A much longer letter than twenty bytes.")
+    runner = runner_for(clean_database, fake_vllm.url, APPLIANCE_MAX_TEXT_BYTES="20")
+    result = runner.invoke(classify_command, [str(small), str(large), "--no-progress"])
+    assert result.exit_code == 1
+    lines = [line.split("\t") for line in result.stdout.splitlines()]
+    assert lines[0][1] in LABELS
+    assert lines[1][1:3] == ["ERROR", "payload_too_large"]
+    assert fake_vllm.count("/v1/chat/completions") == 1

@@ -61,3 +61,11 @@ def test_scan_without_text_layer_missing_and_directory(tmp_path: Path) -> None:
         extract_text(tmp_path / "missing.txt")
     with pytest.raises(DocumentReadError, match="cannot open"):
         extract_text(tmp_path)
+
+
+def test_too_large_file_is_refused_before_parsing(tmp_path: Path) -> None:
+    path = tmp_path / "big.txt"
+    path.write_text("x" * 11)
+    assert extract_text(path, max_file_bytes=11) == "x" * 11
+    with pytest.raises(DocumentReadError, match="file is 11 bytes, want at most 10"):
+        extract_text(path, max_file_bytes=10)

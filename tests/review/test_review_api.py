@@ -90,11 +90,15 @@ def test_review_adds_to_history_leaves_result_and_is_audited(
     assert history["history"][0]["review_id"] == made["review_id"]
 
     # Audited in the same transaction, without the note.
-    events = audit_events(clean_database, "review_classification")
+    events = [
+        event
+        for event in audit_events(clean_database, "review_classification")
+        if event["result_id"] == first["result_id"]
+    ]
     assert len(events) == 1
     assert events[0]["actor"] == REVIEWER
-    assert events[0]["result_id"] == first["result_id"]
     assert events[0]["event_id"] == made["audit_event_id"]
+    assert events[0]["content_sha256"] and events[0]["resource"] == "MRN-9/visit-1"
     assert "pathology goes to results" not in json.dumps(events)
 
 
@@ -117,15 +121,39 @@ def test_bad_queue_parameters(reviewer: FlaskClient) -> None:
         assert response.get_json()["error"]["code"] == "invalid_request"
 
 
-def test_roles(make_client: Callable[..., FlaskClient], classifier: FlaskClient) -> None:
+def test_roles_and_denials_are_audited(
+    make_client: Callable[..., FlaskClient],
+    classifier: FlaskClient,
+    reviewer: FlaskClient,
+    clean_database: str,
+) -> None:
     result = classify(classifier, "doc", "Referral needs approval.")
     others = make_client("classifier", "reader", "auditor", "admin", "metrics")
-    assert others.get("/api/v1/review-queue").status_code == 403
+    run = uuid.uuid4().hex
+    response = others.get("/api/v1/review-queue", headers={"X-Request-ID": f"{run}-1"})
+    assert response.status_code == 403
     response = others.post(
-        f"/api/v1/classifications/{result['result_id']}/review", json={"label": "BILLING"}
+        f"/api/v1/classifications/{result['result_id']}/review",
+        json={"label": "BILLING"},
+        headers={"X-Request-ID": f"{run}-2"},
     )
     assert response.status_code == 403
     assert response.get_json()["error"]["code"] == "forbidden"
+    assert (
+        reviewer.get("/api/v1/review-queue", headers={"X-Request-ID": f"{run}-3"}).status_code
+        == 200
+    )
+    events = {
+        event["request_id"]: (event["action"], event["actor"], event["outcome_status"])
+        for action in ("get:review_queue", "post:review_classification")
+        for event in audit_events(clean_database, action)
+        if event["request_id"].startswith(run)
+    }
+    assert events == {
+        f"{run}-1": ("get:review_queue", "spiffe://hospital/svc/intake", 403),
+        f"{run}-2": ("post:review_classification", "spiffe://hospital/svc/intake", 403),
+        f"{run}-3": ("get:review_queue", REVIEWER, 200),
+    }
 
 
 def test_bad_reviews(classifier: FlaskClient, reviewer: FlaskClient) -> None:
