@@ -15,7 +15,7 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from appliance import audit_bridge, metrics
+from appliance import audit_bridge, metrics, review
 from appliance.audit_bridge.interfaces import AuditSink
 from appliance.classification import views as classification_views
 from appliance.classification.labeller import Labeller
@@ -65,9 +65,11 @@ def create_app(settings: Settings | None = None, audit_sink: AuditSink | None = 
         labeller=labeller,
         taxonomy_version=taxonomy.version,
         review_threshold=settings.review_threshold,
+        label_thresholds=taxonomy.review_thresholds,
         audit_sink=app.extensions["appliance.audit_sink"],
         max_concurrency=settings.vllm_max_concurrency,
     )
+    review.init_app(app)
     _register_request_hooks(app)
     _register_error_handlers(app)
     app.register_blueprint(classification_views.bp)

@@ -15,6 +15,7 @@ import click
 from appliance import migrate
 from appliance.classification.taxonomy import load_taxonomy
 from appliance.errors import ApplianceError
+from appliance.evaluation.cli import classify_command, eval_command, taxonomy
 from appliance.identity.roles import RoleConfigError, load_role_map
 from appliance.identity.tls import TlsConfigError, tls_settings_from
 from appliance.pki.cli import pki
@@ -83,6 +84,9 @@ def check_config() -> None:
 
 
 cli.add_command(pki)
+cli.add_command(eval_command)
+cli.add_command(classify_command)
+cli.add_command(taxonomy)
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import DateTime, Index, String, func
+from sqlalchemy import DateTime, ForeignKey, Index, String, func
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -21,10 +21,10 @@ class ClassificationReview(Base):
     __tablename__ = "classification_reviews"
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
-    result_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
-    """The reviewed ``classification_results.id``. Checked by the service in the review's
-    transaction, not by a foreign key: results are never deleted, and a foreign key would stop
-    ``TRUNCATE classification_results`` without ``CASCADE`` (the core tests reset with it)."""
+    result_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("classification_results.id")
+    )
+    """The reviewed ``classification_results.id``."""
     document_id: Mapped[str] = mapped_column(String(256))
     """Copied from the result so a document's history is one indexed lookup."""
     label: Mapped[str] = mapped_column(String(128))

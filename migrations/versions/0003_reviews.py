@@ -5,8 +5,7 @@ Revises: 0002_audit
 Create Date: 2026-11-22
 
 A review adds a human label next to the model's result and never changes it, so the
-application role may only INSERT and SELECT reviews; auditors may read them. ``result_id`` has
-no foreign key (see the model): the service checks the result exists in the review's transaction.
+application role may only INSERT and SELECT reviews; auditors may read them.
 """
 
 from __future__ import annotations
@@ -35,6 +34,11 @@ def upgrade() -> None:
         sa.Column("note", sa.String(length=2000), nullable=True),
         sa.Column(
             "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
+        sa.ForeignKeyConstraint(
+            ["result_id"],
+            ["classification_results.id"],
+            name=op.f("fk_classification_reviews_result_id_classification_results"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_classification_reviews")),
     )

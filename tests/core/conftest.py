@@ -64,7 +64,7 @@ def fake_vllm() -> Iterator[FakeVllm]:
 def clean_database(migrated_database_url: str) -> str:
     engine = create_engine(migrated_database_url)
     with engine.begin() as connection:
-        connection.execute(text("TRUNCATE classification_results"))
+        connection.execute(text("TRUNCATE classification_results CASCADE"))
     engine.dispose()
     return migrated_database_url
 

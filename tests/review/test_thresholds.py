@@ -97,9 +97,6 @@ def test_service_uses_the_label_threshold(fake_vllm: FakeVllm, migrated_database
     assert (labs.label, labs.needs_review) == ("TEST_RESULTS", True)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="until appliance/app.py passes label_thresholds=taxonomy.review_thresholds"
-)
 def test_the_app_uses_the_taxonomy_thresholds(
     fake_vllm: FakeVllm, migrated_database_url: str, tmp_path: Path
 ) -> None:
