@@ -1,7 +1,12 @@
-"""The OpenAPI 3 document, generated from the pydantic models that validate the requests."""
+"""The OpenAPI 3.1 document, generated from the pydantic models that validate the requests.
+
+Each operation is one row of ``OPERATIONS``; request and response bodies that have a pydantic
+model are documented from it, so the document cannot drift from the validation.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from apispec import APISpec
@@ -15,18 +20,135 @@ from appliance.classification.schemas import (
     ErrorOut,
     HistoryOut,
 )
+from appliance.review.schemas import QueueOut, ReviewIn, ReviewOut
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 ERROR_STATUSES = {
     "400": "Malformed JSON or invalid fields",
     "401": "No verified client certificate",
     "403": "The caller's roles do not allow this endpoint",
+    "404": "Unknown resource",
     "413": "Body or text too large",
     "415": "Body is not application/json",
     "502": "The model server answered garbage",
     "503": "The model server, database or audit log is unavailable (see Retry-After)",
     "504": "The model server timed out",
 }
+OBJECT: dict[str, Any] = {"type": "object"}
+
+
+def _query(name: str, kind: str = "string", description: str = "") -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": {"type": kind},
+        "description": description,
+    }
+
+
+def _path(name: str, kind: str = "string") -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": kind}
+    if kind == "string":
+        schema |= {"minLength": 1, "maxLength": 256}
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+@dataclass(frozen=True)
+class Operation:
+    path: str
+    method: str
+    summary: str
+    roles: str
+    ok: type[BaseModel] | None = None
+    """The success body's model; None documents a JSON object (or text, see ``ok_text``)."""
+    body: type[BaseModel] | None = None
+    parameters: list[dict[str, Any]] = field(default_factory=list)
+    ok_status: str = "200"
+    ok_text: bool = False
+
+
+OPERATIONS = [
+    Operation(
+        "/api/v1/classify-document",
+        "post",
+        "Classify one document",
+        "classifier",
+        ClassificationOut,
+        DocumentIn,
+    ),
+    Operation(
+        "/api/v1/classify-batch",
+        "post",
+        "Classify several documents",
+        "classifier",
+        BatchOut,
+        BatchIn,
+    ),
+    Operation(
+        "/api/v1/classifications/{document_id}",
+        "get",
+        "Latest result and history",
+        "reader, classifier",
+        HistoryOut,
+        parameters=[_path("document_id")],
+    ),
+    Operation(
+        "/api/v1/review-queue",
+        "get",
+        "Results waiting for a human review",
+        "reviewer",
+        QueueOut,
+        parameters=[_query("limit", "integer"), _query("after")],
+    ),
+    Operation(
+        "/api/v1/classifications/{result_id}/review",
+        "post",
+        "Record a human review",
+        "reviewer",
+        ReviewOut,
+        ReviewIn,
+        [_path("result_id")],
+        ok_status="201",
+    ),
+    Operation(
+        "/api/v1/audit/events",
+        "get",
+        "Search sealed audit events",
+        "auditor",
+        parameters=[_query(name) for name in ("actor", "document_id", "action", "since", "until")]
+        + [_query(name, "integer") for name in ("outcome", "limit", "after_seq")],
+    ),
+    Operation(
+        "/api/v1/audit/events/{seq}",
+        "get",
+        "One sealed audit event",
+        "auditor",
+        parameters=[_path("seq", "integer")],
+    ),
+    Operation(
+        "/api/v1/audit/events/{seq}/proof",
+        "get",
+        "RFC 9162 inclusion proof",
+        "auditor",
+        parameters=[_path("seq", "integer"), _query("tree_size", "integer")],
+    ),
+    Operation(
+        "/api/v1/audit/checkpoints/latest",
+        "get",
+        "Latest signed checkpoint (C2SP note)",
+        "auditor",
+        ok_text=True,
+    ),
+    Operation(
+        "/api/v1/audit/consistency",
+        "get",
+        "RFC 9162 consistency proof",
+        "auditor",
+        parameters=[_query("from", "integer"), _query("to", "integer")],
+    ),
+    Operation("/api/v1/audit/verify", "post", "Verify the audit log; integrity report", "auditor"),
+]
 
 
 def _schema(spec: APISpec, model: type[BaseModel]) -> dict[str, str]:
@@ -40,24 +162,28 @@ def _schema(spec: APISpec, model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": REF_TEMPLATE.format(model=model.__name__)}
 
 
-def _json(ref: dict[str, str]) -> dict[str, Any]:
-    return {"content": {"application/json": {"schema": ref}}}
+def _content(schema: dict[str, Any], media: str = "application/json") -> dict[str, Any]:
+    return {"content": {media: {"schema": schema}}}
 
 
-def _operation(
-    spec: APISpec, summary: str, roles: str, ok: type[BaseModel], body: type[BaseModel] | None
-) -> dict[str, Any]:
-    error = _schema(spec, ErrorOut)
+def _operation(spec: APISpec, op: Operation) -> dict[str, Any]:
+    if op.ok_text:
+        ok = _content({"type": "string"}, "text/plain")
+    else:
+        ok = _content(_schema(spec, op.ok) if op.ok else OBJECT)
+    error = _content(_schema(spec, ErrorOut))
     operation: dict[str, Any] = {
-        "summary": summary,
-        "description": f"Roles: {roles}.",
-        "responses": {"200": {"description": "OK", **_json(_schema(spec, ok))}}
-        | {
-            status: {"description": text, **_json(error)} for status, text in ERROR_STATUSES.items()
+        "summary": op.summary,
+        "description": f"Roles: {op.roles}.",
+        "responses": {
+            op.ok_status: {"description": "OK", **ok},
+            **{code: {"description": text, **error} for code, text in ERROR_STATUSES.items()},
         },
     }
-    if body is not None:
-        operation["requestBody"] = {"required": True, **_json(_schema(spec, body))}
+    if op.parameters:
+        operation["parameters"] = op.parameters
+    if op.body is not None:
+        operation["requestBody"] = {"required": True, **_content(_schema(spec, op.body))}
     return operation
 
 
@@ -67,34 +193,9 @@ def build_spec() -> dict[str, Any]:
     _schema(spec, BatchIn)
     # BatchIn validates its items one by one (so one bad item fails alone); document their shape.
     spec.components.schemas["BatchIn"]["properties"]["documents"]["items"] = document
-    spec.path(
-        path="/api/v1/classify-document",
-        operations={
-            "post": _operation(
-                spec, "Classify one document", "classifier", ClassificationOut, DocumentIn
-            )
-        },
-    )
-    spec.path(
-        path="/api/v1/classify-batch",
-        operations={
-            "post": _operation(spec, "Classify several documents", "classifier", BatchOut, BatchIn)
-        },
-    )
-    spec.path(
-        path="/api/v1/classifications/{document_id}",
-        parameters=[
-            {
-                "name": "document_id",
-                "in": "path",
-                "required": True,
-                "schema": {"type": "string", "minLength": 1, "maxLength": 256},
-            }
-        ],
-        operations={
-            "get": _operation(
-                spec, "Latest result and history", "reader, classifier", HistoryOut, None
-            )
-        },
-    )
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = _operation(spec, op)
+    for path, operations in paths.items():
+        spec.path(path=path, operations=operations)
     return spec.to_dict()
