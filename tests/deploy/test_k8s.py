@@ -1,0 +1,150 @@
+"""Kustomize overlays render, pass kubernetes-validate --strict for the stated Kubernetes version,
+custom resources pass the vendored schemas, and the GPU overlays differ where the hardware does."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy import harness
+
+K8S = harness.REPO / "k8s"
+# The oldest version we support on vSphere Kubernetes Service; also checked against the newest.
+KUBERNETES_VERSIONS = ["1.33.0", "1.37.0"]
+OVERLAYS = ["a100", "t4", "t4-awq"]
+CR_SCHEMAS = {
+    ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh_v1alpha1_scaledobject.json",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com_v1_servicemonitor.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com_v1_prometheusrule.json",
+}
+
+
+def render(path: Path) -> list[dict[str, Any]]:
+    proc = subprocess.run(["kubectl", "kustomize", str(path)], capture_output=True, text=True,
+                          check=False, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+
+
+def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    matches = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(matches) == 1, f"{kind}/{name}: {len(matches)} found"
+    return matches[0]
+
+
+def vllm_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    pod = find(docs, "Deployment", "vllm")["spec"]["template"]["spec"]
+    return pod["containers"][0]  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[dict[str, Any]]]:
+    return {name: render(K8S / "overlays" / name) for name in OVERLAYS} | {
+        "base": render(K8S / "base")}
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("overlay", ["base", *OVERLAYS])
+def test_builtin_kinds_pass_strict_validation(
+    rendered: dict[str, list[dict[str, Any]]], overlay: str, version: str, tmp_path: Path
+) -> None:
+    builtin = [d for d in rendered[overlay] if (d["apiVersion"], d["kind"]) not in CR_SCHEMAS]
+    manifest = tmp_path / f"{overlay}.yaml"
+    manifest.write_text(yaml.safe_dump_all(builtin))
+    proc = subprocess.run(
+        [harness.tool("kubernetes-validate"), "--strict", "-k", version, str(manifest)],
+        capture_output=True, text=True, check=False, timeout=300,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "ERROR" not in out and "WARN" not in out, out
+    assert out.count("passed") == len(builtin), out
+
+
+def test_strict_validation_catches_a_misspelled_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"},
+        "spec": {"selector": {"a": "b"}, "ports": [{"port": 80, "targetPrt": 8080}]},
+    }))
+    proc = subprocess.run([harness.tool("kubernetes-validate"), "--strict", "-k",
+                           KUBERNETES_VERSIONS[0], str(bad)], capture_output=True, text=True,
+                          check=False, timeout=120)
+    assert proc.returncode != 0, proc.stdout
+
+
+def _check_cr(doc: dict[str, Any], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    schema = K8S / "schemas" / CR_SCHEMAS[(doc["apiVersion"], doc["kind"])]
+    instance = tmp_path / f"{doc['kind']}-{doc['metadata']['name']}.yaml"
+    instance.write_text(yaml.safe_dump(doc))
+    return subprocess.run([harness.tool("check-jsonschema"), "--schemafile", str(schema),
+                           str(instance)], capture_output=True, text=True, check=False,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_custom_resources_match_vendored_schemas(
+    rendered: dict[str, list[dict[str, Any]]], overlay: str, tmp_path: Path
+) -> None:
+    crs = [d for d in rendered[overlay] if (d["apiVersion"], d["kind"]) in CR_SCHEMAS]
+    assert {d["kind"] for d in crs} == {"ScaledObject", "ServiceMonitor", "PrometheusRule"}
+    for doc in crs:
+        proc = _check_cr(doc, tmp_path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_vendored_schemas_reject_a_typo(
+    rendered: dict[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    scaled = find(rendered["a100"], "ScaledObject", "vllm")
+    scaled["spec"]["maxReplicas"] = scaled["spec"].pop("maxReplicaCount")
+    assert _check_cr(scaled, tmp_path).returncode != 0
+    rule = find(rendered["a100"], "PrometheusRule", "docclass")
+    rule["spec"]["groups"][0]["rules"][0]["for"] = "five minutes"
+    assert _check_cr(rule, tmp_path).returncode != 0
+
+
+def test_gpu_overlays_differ_where_the_hardware_needs_it(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    a100, t4, awq = (vllm_container(rendered[n]) for n in OVERLAYS)
+    assert "--dtype=bfloat16" in a100["args"] and "--dtype=half" in t4["args"]
+    assert "--max-model-len=4096" in a100["args"] and "--max-model-len=2048" in t4["args"]
+    assert not any(a.startswith("--quantization") for a in a100["args"] + t4["args"])
+    assert "--quantization=awq" in awq["args"] and "--dtype=half" in awq["args"]
+    selectors = {n: find(rendered[n], "Deployment", "vllm")["spec"]["template"]["spec"]
+                 ["nodeSelector"]["nvidia.com/gpu.product"] for n in OVERLAYS}
+    assert selectors == {"a100": "NVIDIA-A100-SXM4-80GB", "t4": "Tesla-T4", "t4-awq": "Tesla-T4"}
+    for container in (a100, t4):
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+
+
+def test_base_is_hardened(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    docs = rendered["a100"]
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    deny = find(docs, "NetworkPolicy", "default-deny-all")["spec"]
+    assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    vllm_in = find(docs, "NetworkPolicy", "vllm-ingress-from-appliance")["spec"]["ingress"]
+    assert vllm_in[0]["from"] == [{"podSelector": {"matchLabels": {
+        "app.kubernetes.io/name": "appliance"}}}]
+    assert len(policies) >= 5
+    for name in ("appliance", "audit-sealer", "vllm"):
+        pod = find(docs, "Deployment", name)["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for container in pod["containers"]:
+            ctx = container["securityContext"]
+            assert ctx["readOnlyRootFilesystem"] is True and ctx["allowPrivilegeEscalation"] is False
+    vllm = find(docs, "Deployment", "vllm")["spec"]["template"]["spec"]
+    shm = next(v for v in vllm["volumes"] if v["name"] == "dshm")
+    assert shm["emptyDir"]["medium"] == "Memory"
+    assert vllm["containers"][0]["startupProbe"]["failureThreshold"] * 10 >= 600
+    pvc = find(docs, "PersistentVolumeClaim", "vllm-models")
+    assert pvc["spec"]["storageClassName"] == "vsan-default-storage-policy"
+    appliance = find(docs, "Deployment", "appliance")["spec"]["template"]["spec"]
+    mounts = {m["name"] for m in appliance["containers"][0]["volumeMounts"]}
+    assert {"tls", "crl", "db"} <= mounts
+    assert find(docs, "PodDisruptionBudget", "appliance")["spec"]["minAvailable"] == 1
