@@ -262,7 +262,9 @@ def consistency(database_url: str, size1: int, size2: int) -> None:
 @click.option("--key-name", help="Signer name (default: the origin).")
 @click.option("--once", is_flag=True, help="Seal what is pending now, then exit.")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=2000)
-@click.option("--checkpoint-interval", type=float, default=1.0, help="Seconds between checkpoints.")
+@click.option(
+    "--checkpoint-interval", type=float, default=10.0, help="Seconds between checkpoints."
+)
 def seal(
     database_url: str,
     signing_key: Path,

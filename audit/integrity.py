@@ -9,6 +9,7 @@ signature and the Merkle root of exactly the entries before it. The first failur
 
 from __future__ import annotations
 
+import collections
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from audit.chain import claimed_seq
 from audit.errors import CheckpointError, EventError, ProofError, TamperingDetected
 from audit.rfc6962 import CompactRange
 from audit.store import Row, StoredCheckpoint
-from audit.types import GENESIS_CHAIN, Checkpoint, Hash, SignedCheckpoint, TamperKind
+from audit.types import GENESIS_CHAIN, Checkpoint, SignedCheckpoint, TamperKind
 
 _LEAF = b"\x00"
 
@@ -104,27 +105,31 @@ def verify_log(
     first = next(it, None)
     compact, prev = _start_state(first, checkpoints, trust, trusted)
     start = compact.size
-    pending = [cp for cp in checkpoints if cp.size > start]
+    pending = collections.deque(sorted((cp for cp in checkpoints if cp.size > start), key=_size))
     good, verified, latest = start, 0, None
     prev2 = prev
     expected = start
     stream = it if first is None else itertools.chain((first,), it)
-    for seq, entry, digest, chain in stream:
-        while pending and pending[0].size == expected:
-            latest = _check(pending.pop(0), trust, compact, prev, good)
+    next_size = pending[0].size if pending else -1
+    append = compact.append
+    for row in stream:
+        seq, entry, digest, chain = row
+        while expected == next_size:
+            latest = _check(pending.popleft(), trust, compact, prev, good)
             good, verified = expected, verified + 1
+            next_size = pending[0].size if pending else -1
         if (
             seq != expected
             or sha256(entry).digest() != digest
-            or not entry.startswith(b'{"seq":%d,' % expected)
             or sha256(prev + digest).digest() != chain
+            or not entry.startswith(b'{"seq":%d,' % expected)
         ):
-            _classify(expected, (seq, entry, digest, chain), it, prev, prev2)
-        compact.append(Hash(sha256(_LEAF + entry).digest()))
+            _classify(expected, row, it, prev, prev2)
+        append(sha256(_LEAF + entry).digest())
         prev2, prev = prev, chain
         expected += 1
     while pending and pending[0].size == expected:
-        latest = _check(pending.pop(0), trust, compact, prev, good)
+        latest = _check(pending.popleft(), trust, compact, prev, good)
         good, verified = expected, verified + 1
     for cp in pending:
         _open(cp, trust)
@@ -135,6 +140,10 @@ def verify_log(
         detail = f"chain head is at seq {head_seq}, the last entry is {expected - 1}"
         raise TamperingDetected(TamperKind.TRUNCATED, expected, detail)
     return VerifyResult(start, expected, compact.root(), verified, latest)
+
+
+def _size(cp: StoredCheckpoint) -> int:
+    return cp.size
 
 
 def _check(

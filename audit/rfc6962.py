@@ -36,29 +36,32 @@ class CompactRange:
         if size < 0 or len(nodes) != size.bit_count():
             raise ProofError(f"compact range: got {len(nodes)} nodes, want {size.bit_count()}")
         self.size = size
-        self._nodes = list(nodes)
+        self._nodes: list[bytes] = list(nodes)
 
     @property
     def nodes(self) -> tuple[Hash, ...]:
-        return tuple(self._nodes)
+        return tuple(Hash(n) for n in self._nodes)
 
-    def append(self, leaf: Hash) -> None:
-        """Add one leaf hash; merge equal-height subtrees (one per trailing set bit of size)."""
+    def append(self, leaf: bytes) -> None:
+        """Add one leaf hash; merge equal-height subtrees (one per trailing set bit of size).
+
+        Hot path of verification: plain ``bytes`` and a local ``sha256``, no wrappers.
+        """
         node, size, nodes = leaf, self.size, self._nodes
         while size & 1:
-            node = hash_children(nodes.pop(), node)
+            node = sha256(_NODE + nodes.pop() + node).digest()
             size >>= 1
         nodes.append(node)
         self.size += 1
 
-    def extend(self, leaves: Iterable[Hash]) -> None:
+    def extend(self, leaves: Iterable[bytes]) -> None:
         for leaf in leaves:
             self.append(leaf)
 
     def root(self) -> Hash:
         if not self._nodes:
             return EMPTY_ROOT
-        node = self._nodes[-1]
+        node = Hash(self._nodes[-1])
         for left in reversed(self._nodes[:-1]):
             node = hash_children(left, node)
         return node

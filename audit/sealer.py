@@ -10,6 +10,7 @@ sealer leaves either all of a batch or none of it: every committed event is seal
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -47,7 +48,7 @@ class Sealer:
         url: str,
         signer: Signer,
         batch_size: int = 2000,
-        checkpoint_interval_s: float = 1.0,
+        checkpoint_interval_s: float = 10.0,
     ) -> None:
         self.url = url
         self.signer = signer
@@ -87,8 +88,11 @@ class Sealer:
             if latest is None
             else CompactRange.from_bytes(latest.size, latest.compact_range)
         )
-        for entry in store.leaf_entries(conn, compact.size, self._head_seq + 1):
-            compact.append(hash_leaf(entry))
+        with contextlib.closing(
+            store.stream_entries(conn, compact.size, self._head_seq + 1)
+        ) as rows:
+            for _, entry, _, _ in rows:
+                compact.append(hash_leaf(entry))
         if compact.size != self._head_seq + 1:
             raise StoreError(f"sealed entries: got {compact.size}, want {self._head_seq + 1}")
         self._compact = compact

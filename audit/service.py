@@ -7,6 +7,7 @@ plain JSON-ready dicts.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 from typing import Any
 
@@ -97,7 +98,9 @@ def verify_database(
         head, _ = store.chain_head(conn)
         cps = store.checkpoints(conn)
         start = trusted.size if trusted is not None else 0
-        return verify_log(store.stream_entries(conn, start), cps, trust, head, trusted)
+        # Close the COPY stream before the transaction ends, even when verification raises.
+        with contextlib.closing(store.stream_entries(conn, start)) as rows:
+            return verify_log(rows, cps, trust, head, trusted)
 
 
 def report(result: VerifyResult | None, problem: AuditError | None, **extra: Any) -> dict[str, Any]:

@@ -30,9 +30,11 @@ import psycopg
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
 from appliance import migrate
 from audit import service, store
-from audit.chain import format_time
+from audit.chain import decode_event, encode_event, format_time
 from audit.integrity import Trust
 from audit.sealer import Sealer, Signer
 from audit.types import Event
@@ -82,19 +84,29 @@ def writers(url: str, count: int, seconds: float) -> float:
 
 
 def bulk_pending(url: str, count: int) -> None:
-    """Fill the pending table fast (COPY) with ``count`` events."""
-    with (
-        psycopg.connect(url) as conn,
-        conn.cursor().copy(
-            "COPY audit_pending (event_id, event, occurred_at, actor, action, resource,"
-            " outcome_status) FROM STDIN"
-        ) as copy,
-    ):
-        for i in range(count):
-            params = store.pending_params(event(i))
-            copy.write_row([params[k] for k in (
-                "event_id", "event", "occurred_at", "actor", "action", "resource", "outcome_status"
-            )])  # fmt: skip
+    """Fill the pending table fast, server-side, with ``count`` events of the real shape.
+
+    The bytes are the canonical encoding of a template event (``encode_event``) with fresh ids
+    and times substituted by SQL: same fields, same sizes as what the sink writes.
+    """
+    marker = event(0)
+    template = encode_event(marker).decode()
+    for value, slot in ((marker.event_id, "%1$s"), (marker.request_id, "%2$s"),
+                        (marker.occurred_at, "%3$s")):  # fmt: skip
+        template = template.replace(value, slot)
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO audit_pending (event_id, event, occurred_at, actor, action, resource,"
+            " outcome_status)"
+            " SELECT u, convert_to(format(%s, u, md5(g::text),"
+            "   to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')), 'UTF8'),"
+            " now(), %s, 'classify_document', %s, 200"
+            " FROM (SELECT gen_random_uuid() AS u, g FROM generate_series(1, %s) AS g) AS s",
+            [template, marker.actor_subject, marker.resource, count],
+        )
+        sample = conn.execute("SELECT event FROM audit_pending LIMIT 1").fetchone()
+    if sample is not None:
+        decode_event(bytes(sample[0]))  # the loaded bytes are real canonical events
 
 
 def seal_all(url: str, signer: Signer, batch: int = 5000) -> tuple[int, float]:
@@ -113,15 +125,37 @@ def verify(url: str, trust: Trust) -> tuple[int, float]:
         return result.size, time.perf_counter() - started
 
 
+def server_description(url: str) -> str:
+    with psycopg.connect(url) as conn:
+        settings = {
+            name: conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
+            for name in ("server_version", "fsync", "synchronous_commit", "shared_buffers")
+        }
+    return ", ".join(f"{k}={v}" for k, v in settings.items())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--database-url", required=True, help="superuser URL")
+    parser.add_argument(
+        "--database-url", help="superuser URL (default: a private throwaway cluster, as in tests)"
+    )
     parser.add_argument("--writers", default="16,64")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    if args.database_url is None:
+        from tests.common.postgres import throwaway_cluster
+
+        with throwaway_cluster() as admin_url:
+            args.database_url = admin_url
+            run(args)
+    else:
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
 
     key = Ed25519PrivateKey.generate()
     signer, trust = Signer(ORIGIN, ORIGIN, key), Trust(ORIGIN, key.public_key(), ORIGIN)
@@ -132,6 +166,7 @@ def main() -> None:
         admin.execute(f'CREATE DATABASE "{name}"')
     figures: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "server": server_description(args.database_url),
         "machine": f"{platform.node()} {platform.processor() or platform.machine()},"
         f" {__import__('os').cpu_count()} CPUs, Python {platform.python_version()}",
     }
