@@ -1,0 +1,38 @@
+# syntax=docker/dockerfile:1
+# Images of the docclass appliance.
+#   docker build -t docclass-appliance .                  # API + audit-tool (default target)
+#   docker build --target vllm-cpu -t docclass-vllm-cpu . # tiny CPU vLLM for trying it out
+# On GPU hosts use the vLLM project's own image (see docker-compose.yml, profile gpu).
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY appliance ./appliance
+COPY audit ./audit
+COPY migrations ./migrations
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM ${PYTHON_IMAGE} AS appliance
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN groupadd --system --gid 10001 docclass \
+ && useradd --system --uid 10001 --gid docclass --home-dir /var/lib/docclass --shell /usr/sbin/nologin docclass \
+ && install -d -o docclass -g docclass -m 0750 /var/lib/docclass
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+USER 10001:10001
+WORKDIR /var/lib/docclass
+EXPOSE 8443
+ENTRYPOINT ["appliance"]
+CMD ["serve"]
+
+FROM ${PYTHON_IMAGE} AS vllm-cpu
+RUN groupadd --system --gid 10002 vllm \
+ && useradd --system --uid 10002 --gid vllm --create-home --home-dir /var/lib/vllm vllm
+COPY scripts/vllm-cpu.sh /usr/local/bin/vllm-cpu.sh
+USER 10002:10002
+ENV APPLIANCE_CACHE_DIR=/var/lib/vllm/cache
+RUN /usr/local/bin/vllm-cpu.sh setup
+EXPOSE 8000
+ENTRYPOINT ["/usr/local/bin/vllm-cpu.sh", "serve", "--host", "0.0.0.0", "--port", "8000"]
