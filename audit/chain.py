@@ -78,7 +78,9 @@ def event_bytes(entry: bytes) -> bytes:
 
 
 def entry_hash(entry: bytes) -> EntryHash:
-    return EntryHash(sha256(entry).digest())
+    """SHA-256(0x00 || entry bytes): the entry's RFC 6962 leaf hash, so the bytes are hashed once
+    for both the chain and the Merkle tree."""
+    return EntryHash(sha256(b"\x00" + entry).digest())
 
 
 def chain_hash(previous: bytes, entry: bytes) -> ChainHash:

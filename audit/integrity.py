@@ -18,13 +18,14 @@ from hashlib import sha256
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from audit import checkpoint as notes
-from audit.chain import claimed_seq
+from audit.chain import claimed_seq, entry_hash
 from audit.errors import CheckpointError, EventError, ProofError, TamperingDetected
 from audit.rfc6962 import CompactRange
 from audit.store import Row, StoredCheckpoint
 from audit.types import GENESIS_CHAIN, Checkpoint, SignedCheckpoint, TamperKind
 
 _LEAF = b"\x00"
+_NODE = b"\x01"
 
 
 @dataclass(frozen=True)
@@ -111,23 +112,30 @@ def verify_log(
     expected = start
     stream = it if first is None else itertools.chain((first,), it)
     next_size = pending[0].size if pending else -1
-    append = compact.append
+    nodes, sha = compact.nodes_list, sha256  # hot loop: locals only, compact range inlined
     for row in stream:
         seq, entry, digest, chain = row
         while expected == next_size:
+            compact.size = expected
             latest = _check(pending.popleft(), trust, compact, prev, good)
             good, verified = expected, verified + 1
             next_size = pending[0].size if pending else -1
         if (
             seq != expected
-            or sha256(entry).digest() != digest
-            or sha256(prev + digest).digest() != chain
+            or sha(_LEAF + entry).digest() != digest
+            or sha(prev + digest).digest() != chain
             or not entry.startswith(b'{"seq":%d,' % expected)
         ):
+            compact.size = expected
             _classify(expected, row, it, prev, prev2)
-        append(sha256(_LEAF + entry).digest())
+        node, size = digest, expected
+        while size & 1:
+            node = sha(_NODE + nodes.pop() + node).digest()
+            size >>= 1
+        nodes.append(node)
         prev2, prev = prev, chain
         expected += 1
+    compact.size = expected
     while pending and pending[0].size == expected:
         latest = _check(pending.popleft(), trust, compact, prev, good)
         good, verified = expected, verified + 1
@@ -161,7 +169,7 @@ def _classify(e: int, row: Row, rest: Iterator[Row], prev: bytes, prev2: bytes) 
     seq, entry, digest, chain = row
     if seq > e:
         raise TamperingDetected(TamperKind.DELETED, e, f"rows {e}..{seq - 1} are missing")
-    if sha256(entry).digest() != digest:
+    if entry_hash(entry) != digest:
         raise TamperingDetected(TamperKind.MODIFIED, e, "entry bytes do not match the entry hash")
     try:
         claim = claimed_seq(entry)

@@ -39,6 +39,12 @@ class CompactRange:
         self._nodes: list[bytes] = list(nodes)
 
     @property
+    def nodes_list(self) -> list[bytes]:
+        """The live node list, for callers that inline ``append`` in a hot loop (then they must
+        also keep ``size`` right)."""
+        return self._nodes
+
+    @property
     def nodes(self) -> tuple[Hash, ...]:
         return tuple(Hash(n) for n in self._nodes)
 

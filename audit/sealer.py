@@ -140,7 +140,7 @@ class Sealer:
                 entry = wrap(seq, bytes(event))
                 digest = entry_hash(entry)
                 chain = chain_hash(chain, digest)
-                compact.append(hash_leaf(entry))
+                compact.append(digest)
                 copy.write_row(
                     (
                         seq,

@@ -9,7 +9,7 @@ from typing import NewType
 Hash = NewType("Hash", bytes)
 """A 32-byte SHA-256 Merkle tree hash (a leaf or an interior node, RFC 6962)."""
 EntryHash = NewType("EntryHash", bytes)
-"""SHA-256 of an entry's stored canonical bytes."""
+"""SHA-256(0x00 || stored entry bytes), which is also the entry's RFC 6962 Merkle leaf hash."""
 ChainHash = NewType("ChainHash", bytes)
 """SHA-256(previous chain hash || entry hash); the genesis predecessor is 32 zero bytes."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -68,7 +69,14 @@ def audit_db(migrated_template: str, create_database: Callable[..., str]) -> str
     admin = url.rsplit("/", 1)[0] + "/postgres"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        for attempt in range(50):  # autovacuum may briefly be connected to the template
+            try:
+                conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+                break
+            except psycopg.errors.ObjectInUse:
+                if attempt == 49:
+                    raise
+                time.sleep(0.1)
     return url
 
 

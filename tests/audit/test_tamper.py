@@ -67,7 +67,7 @@ def test_edit_with_recomputed_hashes_is_caught_by_the_signed_root(
             data = bytes(entry)
             if seq == 25:
                 data = data.replace(b'"outcome_status":200', b'"outcome_status":500')
-            digest = hashlib.sha256(data).digest()
+            digest = hashlib.sha256(b"\x00" + data).digest()
             chain = hashlib.sha256(chain + digest).digest()
             conn.execute(
                 "UPDATE audit_entries SET entry = %s, entry_hash = %s, chain_hash = %s"
@@ -108,7 +108,7 @@ def test_inserted_row(sealed_log: str, trust: Trust) -> None:
         assert row and prev
         forged = bytes(row[0]).replace(b"req-15", b"req-XX")
         forged = forged.replace(forged[forged.index(b'"event_id":"') + 12 :][:36], b"0" * 36)
-        digest = hashlib.sha256(forged).digest()
+        digest = hashlib.sha256(b"\x00" + forged).digest()
         conn.execute(
             "INSERT INTO audit_entries (seq, event_id, entry, entry_hash, chain_hash, occurred_at,"
             " action, outcome_status) VALUES (15, gen_random_uuid(), %s, %s, %s, now(), 'x', 200)",

@@ -1,0 +1,83 @@
+"""PostgresAuditSink on a real database: transactional semantics, pseudonyms, failing closed."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
+
+from appliance.audit_bridge.interfaces import AuditEvent
+from appliance.audit_bridge.services import PostgresAuditSink
+from appliance.errors import AuditUnavailable
+from audit.pseudonym import pseudonymise
+from tests.common.postgres import sqlalchemy_url
+
+KEY = b"k" * 32
+
+
+def _event(**fields: object) -> AuditEvent:
+    values: dict[str, object] = {
+        "occurred_at": datetime(2026, 11, 22, 10, 0, 0, 123456, tzinfo=UTC),
+        "actor_subject": "spiffe://hospital/svc/intake",
+        "actor_fingerprint": "ab" * 32,
+        "source_address": "10.0.0.7",
+        "action": "classify_document",
+        "outcome_status": 200,
+        "request_id": "req-1",
+        "document_id": "MRN-1/visit-2",
+    }
+    values.update(fields)
+    return AuditEvent(**values)  # type: ignore[arg-type]
+
+
+def _pending(url: str) -> list[dict[str, object]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT event FROM audit_pending ORDER BY id").fetchall()
+    return [json.loads(bytes(row[0])) for row in rows]
+
+
+def test_record_commits_and_rolls_back_with_the_callers_transaction(audit_db: str) -> None:
+    engine = create_engine(sqlalchemy_url(audit_db))
+    sink = PostgresAuditSink(engine, KEY)
+    with Session(engine) as session, session.begin():
+        receipt = sink.record(session, _event(request_id="kept"))
+    with pytest.raises(RuntimeError), Session(engine) as session, session.begin():
+        sink.record(session, _event(request_id="rolled-back"))
+        raise RuntimeError("the result could not be stored")
+    engine.dispose()
+    [event] = _pending(audit_db)
+    assert event["request_id"] == "kept" and event["event_id"] == receipt.event_id
+    assert receipt.seq is None
+    assert event["resource"] == pseudonymise(KEY, "MRN-1/visit-2")
+    assert event["occurred_at"] == "2026-11-22T10:00:00.123456Z"
+
+
+def test_standalone_and_raw_ids_without_a_key(audit_db: str) -> None:
+    engine = create_engine(sqlalchemy_url(audit_db))
+    PostgresAuditSink(engine).record_standalone(_event(outcome_status=403, error_code="forbidden"))
+    engine.dispose()
+    [event] = _pending(audit_db)
+    assert (event["outcome_status"], event["error_code"]) == (403, "forbidden")
+    assert event["resource"] == "MRN-1/visit-2"
+
+
+def test_failures_raise_audit_unavailable(audit_db: str) -> None:
+    engine = create_engine(sqlalchemy_url(audit_db))
+    sink = PostgresAuditSink(engine, KEY)
+    role = f"limited_{uuid.uuid4().hex[:8]}"  # roles are cluster-wide: never reuse a name
+    with pytest.raises(AuditUnavailable):
+        sink.record_standalone(_event(request_id="x" * 5000))
+    with engine.begin() as connection:
+        connection.execute(text("REVOKE INSERT ON audit_pending FROM PUBLIC"))
+        connection.execute(text(f"CREATE ROLE {role} LOGIN IN ROLE appliance_auditor"))
+    limited = create_engine(sqlalchemy_url(audit_db).replace("postgres@", f"{role}@"))
+    with pytest.raises(AuditUnavailable):
+        PostgresAuditSink(limited).record_standalone(_event())
+    limited.dispose()
+    engine.dispose()
+    assert _pending(audit_db) == []
