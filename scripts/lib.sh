@@ -7,16 +7,19 @@ PYTHON=${PYTHON:-python3}
 
 log() { printf '\n== %s\n' "$*" >&2; }
 
-# Debian packages listed in scripts/system-packages.txt (one per line, # comments).
+# Debian packages listed in scripts/system-packages.txt: "package" or "package:command" (the
+# package is then skipped when the command is already on PATH, however it was installed).
 install_system_packages() {
-  local wanted=() missing=() pkg
-  while read -r pkg; do
-    pkg=${pkg%%#*}; pkg=$(echo "$pkg" | xargs)
-    [ -n "$pkg" ] && wanted+=("$pkg")
-  done < "$REPO/scripts/system-packages.txt"
-  for pkg in "${wanted[@]}"; do
+  local missing=() line pkg cmd
+  while read -r line; do
+    line=${line%%#*}; line=$(echo "$line" | xargs)
+    [ -n "$line" ] || continue
+    pkg=${line%%:*}; cmd=${line#*:}
+    if [ "$cmd" != "$line" ]; then
+      command -v "$cmd" >/dev/null && continue
+    fi
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-  done
+  done < "$REPO/scripts/system-packages.txt"
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing Debian packages: ${missing[*]}"
   local sudo=""
