@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import platform
 import statistics
 import subprocess
@@ -58,29 +59,49 @@ def event(i: int) -> Event:
     )
 
 
-def writers(url: str, count: int, seconds: float) -> float:
-    """Events committed per second by ``count`` writer threads, each on its own connection."""
-    done = [0] * count
+def _writer_process(url: str, threads: int, seconds: float, go: Any, out: Any) -> None:
+    done = [0] * threads
     stop = threading.Event()
-    ready = threading.Barrier(count + 1)
+    ready = threading.Barrier(threads + 1)
 
     def write(n: int) -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             ready.wait()
             while not stop.is_set():
-                store.append_pending(conn, event(n))
+                store.append_pending(conn, event(n))  # one transaction per event
                 done[n] += 1
 
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
+    workers = [threading.Thread(target=write, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
     ready.wait()
-    started = time.perf_counter()
+    go.wait()
+    before = sum(done)
     time.sleep(seconds)
+    after = sum(done)
     stop.set()
-    for thread in threads:
-        thread.join()
-    return sum(done) / (time.perf_counter() - started)
+    for worker in workers:
+        worker.join()
+    out.put(after - before)
+
+
+def writers(url: str, count: int, seconds: float, processes: int) -> float:
+    """Events committed per second by ``count`` writers (threads spread over ``processes``
+    processes, like gunicorn workers with threads), each writer on its own connection."""
+    ctx = multiprocessing.get_context("fork")
+    go, out = ctx.Event(), ctx.Queue()
+    spread = [count // processes + (1 if p < count % processes else 0) for p in range(processes)]
+    procs = [
+        ctx.Process(target=_writer_process, args=(url, n, seconds, go, out)) for n in spread if n
+    ]
+    for proc in procs:
+        proc.start()
+    time.sleep(2.0)  # connections up
+    go.set()
+    total = sum(out.get(timeout=seconds + 60) for _ in procs)
+    for proc in procs:
+        proc.join()
+    return total / seconds
 
 
 def bulk_pending(url: str, count: int) -> None:
@@ -139,8 +160,9 @@ def main() -> None:
     parser.add_argument(
         "--database-url", help="superuser URL (default: a private throwaway cluster, as in tests)"
     )
-    parser.add_argument("--writers", default="16,64")
+    parser.add_argument("--writers", default="16,64", help="comma-separated; empty to skip")
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--processes", type=int, default=2, help="writer processes")
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -178,7 +200,7 @@ def run(args: argparse.Namespace) -> None:
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption(),
             ))  # fmt: skip
-            for count in (int(c) for c in args.writers.split(",")):
+            for count in (int(c) for c in args.writers.split(",") if c):
                 rates = []
                 for _ in range(args.repeat):
                     sealer = subprocess.Popen(
@@ -187,11 +209,12 @@ def run(args: argparse.Namespace) -> None:
                         stderr=subprocess.DEVNULL,
                     )  # fmt: skip
                     try:
-                        rates.append(writers(url, count, args.seconds))
+                        rates.append(writers(url, count, args.seconds, args.processes))
                     finally:
                         sealer.terminate()
                         sealer.wait(30)
                 figures[f"writers_{count}_events_per_s"] = round(statistics.median(rates))
+                figures["writer_processes"] = args.processes
                 print(f"{count} writers: {rates} events/s", flush=True)
         seal_all(url, signer)
         with psycopg.connect(url) as conn:

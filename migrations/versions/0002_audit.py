@@ -143,6 +143,8 @@ GRANTS = [
     "GRANT SELECT, DELETE ON audit_pending TO appliance_sealer",
     "GRANT SELECT, INSERT ON audit_entries, audit_checkpoints TO appliance_sealer",
     "GRANT SELECT, UPDATE ON audit_chain_head TO appliance_sealer",
+    # The result tables of 0001_core: the application's DML (no TRUNCATE, no DDL).
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON classification_results TO appliance_app",
 ]
 
 
