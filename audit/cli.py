@@ -25,6 +25,7 @@ from audit import checkpoint as notes
 from audit import export, service, store
 from audit.errors import AuditError, TamperingDetected
 from audit.integrity import Trust, VerifyResult, verify_log
+from audit.parallel import verify_parallel
 from audit.pseudonym import load_key, pseudonymise
 from audit.sealer import Sealer, Signer
 from audit.types import Checkpoint
@@ -39,6 +40,14 @@ KEY = click.option(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     required=True,
     help="Verifier key file (name+id+base64, written by keygen).",
+)
+
+WORKERS = click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=min(os.cpu_count() or 1, 4),
+    show_default=True,
+    help="Processes verifying the log from PostgreSQL in parallel (1 = sequential).",
 )
 
 
@@ -57,7 +66,11 @@ def _emit(data: Any, out: IO[str] | None = None) -> None:
 
 
 def _run_verify(
-    database_url: str | None, export_file: Path | None, trust: Trust, trusted: Checkpoint | None
+    database_url: str | None,
+    export_file: Path | None,
+    trust: Trust,
+    trusted: Checkpoint | None,
+    workers: int,
 ) -> tuple[VerifyResult | None, AuditError | None, dict[str, Any]]:
     extra: dict[str, Any] = {"origin": trust.origin, "key_name": trust.name}
     try:
@@ -68,8 +81,8 @@ def _run_verify(
                 result = verify_log(data.rows, data.checkpoints, trust, data.head_seq, trusted)
         elif database_url is not None:
             extra["source"] = "postgresql"
+            result = verify_parallel(database_url, trust, trusted, workers)
             with store.connect(database_url) as conn:
-                result = service.verify_database(conn, trust, trusted)
                 extra["activity"] = service.activity(conn)
                 pending = conn.execute("SELECT count(*) FROM audit_pending").fetchone()
                 extra["pending_events"] = pending[0] if pending else 0
@@ -96,6 +109,7 @@ def _run_verify(
     help="Signed checkpoint note kept earlier: verify only what came after it.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report.")
+@WORKERS
 def verify(
     database_url: str | None,
     export_file: Path | None,
@@ -103,6 +117,7 @@ def verify(
     origin: str | None,
     from_checkpoint: Path | None,
     as_json: bool,
+    workers: int,
 ) -> None:
     """Verify the whole log (or everything after a trusted checkpoint)."""
     trust = _trust(public_key, origin)
@@ -110,7 +125,7 @@ def verify(
     if from_checkpoint is not None:
         note = from_checkpoint.read_text(encoding="utf-8")
         trusted = notes.open_note(note, trust.name, trust.public, origin).checkpoint
-    result, problem, extra = _run_verify(database_url, export_file, trust, trusted)
+    result, problem, extra = _run_verify(database_url, export_file, trust, trusted, workers)
     body = service.report(result, problem, **extra)
     if as_json:
         _emit(body)
@@ -126,11 +141,18 @@ def verify(
 @click.option("--origin")
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of text.")
 @click.option("--output", type=click.File("w"), default="-")
+@WORKERS
 def report(
-    database_url: str, public_key: Path, origin: str | None, as_json: bool, output: IO[str]
+    database_url: str,
+    public_key: Path,
+    origin: str | None,
+    as_json: bool,
+    output: IO[str],
+    workers: int,
 ) -> None:
     """Integrity report for people (text) or machines (--json); exits 1 on tampering."""
-    result, problem, extra = _run_verify(database_url, None, _trust(public_key, origin), None)
+    trust = _trust(public_key, origin)
+    result, problem, extra = _run_verify(database_url, None, trust, None, workers)
     body = service.report(result, problem, **extra)
     if as_json:
         _emit(body, output)

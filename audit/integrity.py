@@ -54,7 +54,7 @@ class VerifyResult:
         return self.size - (self.latest.size if self.latest else self.start)
 
 
-def _open(cp: StoredCheckpoint, trust: Trust) -> SignedCheckpoint:
+def open_checkpoint(cp: StoredCheckpoint, trust: Trust) -> SignedCheckpoint:
     try:
         signed = notes.open_note(cp.note, trust.name, trust.public, trust.origin)
     except CheckpointError as exc:
@@ -65,7 +65,7 @@ def _open(cp: StoredCheckpoint, trust: Trust) -> SignedCheckpoint:
     return signed
 
 
-def _start_state(
+def start_state(
     first: Row | None, cps: Sequence[StoredCheckpoint], trust: Trust, trusted: Checkpoint | None
 ) -> tuple[CompactRange, bytes]:
     """Compact range and chain hash to resume from: genesis, trusted checkpoint or prune point."""
@@ -75,7 +75,7 @@ def _start_state(
     stored = next((cp for cp in cps if cp.size == size), None)
     if stored is None:
         raise TamperingDetected(TamperKind.DELETED, 0, f"entries before {size} are missing")
-    signed = _open(stored, trust).checkpoint
+    signed = open_checkpoint(stored, trust).checkpoint
     want = trusted if trusted is not None else signed
     try:
         compact = CompactRange.from_bytes(size, stored.compact_range)
@@ -104,7 +104,7 @@ def verify_log(
     if trusted is not None:
         it = (r for r in it if r[0] >= trusted.size)
     first = next(it, None)
-    compact, prev = _start_state(first, checkpoints, trust, trusted)
+    compact, prev = start_state(first, checkpoints, trust, trusted)
     start = compact.size
     pending = collections.deque(sorted((cp for cp in checkpoints if cp.size > start), key=_size))
     good, verified, latest = start, 0, None
@@ -117,7 +117,7 @@ def verify_log(
         seq, entry, digest, chain = row
         while expected == next_size:
             compact.size = expected
-            latest = _check(pending.popleft(), trust, compact, prev, good)
+            latest = check_checkpoint(pending.popleft(), trust, compact, prev, good)
             good, verified = expected, verified + 1
             next_size = pending[0].size if pending else -1
         if (
@@ -137,10 +137,10 @@ def verify_log(
         expected += 1
     compact.size = expected
     while pending and pending[0].size == expected:
-        latest = _check(pending.popleft(), trust, compact, prev, good)
+        latest = check_checkpoint(pending.popleft(), trust, compact, prev, good)
         good, verified = expected, verified + 1
     for cp in pending:
-        _open(cp, trust)
+        open_checkpoint(cp, trust)
         raise TamperingDetected(
             TamperKind.TRUNCATED, expected, f"checkpoint of size {cp.size} signed, {expected} found"
         )
@@ -154,10 +154,10 @@ def _size(cp: StoredCheckpoint) -> int:
     return cp.size
 
 
-def _check(
+def check_checkpoint(
     cp: StoredCheckpoint, trust: Trust, compact: CompactRange, chain: bytes, good: int
 ) -> Checkpoint:
-    signed = _open(cp, trust).checkpoint
+    signed = open_checkpoint(cp, trust).checkpoint
     if signed.root != compact.root() or (signed.chain is not None and signed.chain != chain):
         detail = f"entries {good}..{cp.size - 1} do not match the signed root of size {cp.size}"
         raise TamperingDetected(TamperKind.MODIFIED, good, detail)

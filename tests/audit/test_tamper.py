@@ -11,9 +11,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit import checkpoint as notes
-from audit import service
+from audit import parallel, service
 from audit.errors import TamperingDetected
-from audit.integrity import Trust
+from audit.integrity import Trust, VerifyResult
+from audit.parallel import verify_parallel
 from audit.types import Checkpoint, TamperKind
 from tests.audit.conftest import ORIGIN
 
@@ -26,37 +27,50 @@ def _tamper(url: str, *statements: str) -> None:
             conn.execute(statement)
 
 
-def _verify(url: str, trust: Trust) -> None:
+Verifier = Callable[[str, Trust], VerifyResult]
+
+
+def _sequential(url: str, trust: Trust) -> VerifyResult:
     with psycopg.connect(url) as conn:
-        service.verify_database(conn, trust)
+        return service.verify_database(conn, trust)
 
 
-def _detected(url: str, trust: Trust) -> TamperingDetected:
+def _parallel(url: str, trust: Trust) -> VerifyResult:
+    """Two worker processes even for a tiny log; any anomaly must still be caught."""
+    return verify_parallel(url, trust, workers=2, min_rows_per_worker=1)
+
+
+@pytest.fixture(params=[_sequential, _parallel], ids=["sequential", "parallel"])
+def verify(request: pytest.FixtureRequest) -> Verifier:
+    return request.param  # type: ignore[no-any-return]
+
+
+def _detected(verify: Verifier, url: str, trust: Trust) -> TamperingDetected:
     with pytest.raises(TamperingDetected) as caught:
-        _verify(url, trust)
+        verify(url, trust)
     return caught.value
 
 
-def test_untouched_log_verifies_clean(sealed_log: str, trust: Trust) -> None:
-    with psycopg.connect(sealed_log) as conn:
-        result = service.verify_database(conn, trust)
+def test_untouched_log_verifies_clean(verify: Verifier, sealed_log: str, trust: Trust) -> None:
+    result = verify(sealed_log, trust)
+    assert result == _sequential(sealed_log, trust)
     assert (result.start, result.size, result.checkpoints_verified) == (0, 40, 4)
     assert result.unsigned_entries == 0
     assert result.latest is not None and result.latest.size == 40
 
 
-def test_edited_field_is_modified(sealed_log: str, trust: Trust) -> None:
+def test_edited_field_is_modified(verify: Verifier, sealed_log: str, trust: Trust) -> None:
     _tamper(
         sealed_log,
         "UPDATE audit_entries SET entry = convert_to(replace(convert_from(entry, 'UTF8'),"
         " '\"outcome_status\":200', '\"outcome_status\":403'), 'UTF8') WHERE seq = 17",
     )
-    found = _detected(sealed_log, trust)
+    found = _detected(verify, sealed_log, trust)
     assert (found.kind, found.seq) == (TamperKind.MODIFIED, 17)
 
 
 def test_edit_with_recomputed_hashes_is_caught_by_the_signed_root(
-    sealed_log: str, trust: Trust
+    verify: Verifier, sealed_log: str, trust: Trust
 ) -> None:
     """A careful attacker rewrites the bytes and recomputes every entry and chain hash."""
     with psycopg.connect(sealed_log) as conn:
@@ -74,30 +88,30 @@ def test_edit_with_recomputed_hashes_is_caught_by_the_signed_root(
                 " WHERE seq = %s",
                 [data, digest, chain, seq],
             )
-    found = _detected(sealed_log, trust)
+    found = _detected(verify, sealed_log, trust)
     # Only the checkpoints can tell: the first bad seq is bounded by the last good checkpoint.
     assert found.kind == TamperKind.MODIFIED
     assert found.seq == 20
 
 
-def test_deleted_row(sealed_log: str, trust: Trust) -> None:
+def test_deleted_row(verify: Verifier, sealed_log: str, trust: Trust) -> None:
     _tamper(sealed_log, "DELETE FROM audit_entries WHERE seq = 12")
-    found = _detected(sealed_log, trust)
+    found = _detected(verify, sealed_log, trust)
     assert (found.kind, found.seq) == (TamperKind.DELETED, 12)
 
 
-def test_deleted_row_with_renumbering(sealed_log: str, trust: Trust) -> None:
+def test_deleted_row_with_renumbering(verify: Verifier, sealed_log: str, trust: Trust) -> None:
     _tamper(
         sealed_log,
         "DELETE FROM audit_entries WHERE seq = 12",
         "UPDATE audit_entries SET seq = seq + 1000 WHERE seq > 12",
         "UPDATE audit_entries SET seq = seq - 1001 WHERE seq >= 1000",
     )
-    found = _detected(sealed_log, trust)
+    found = _detected(verify, sealed_log, trust)
     assert (found.kind, found.seq) == (TamperKind.DELETED, 12)
 
 
-def test_inserted_row(sealed_log: str, trust: Trust) -> None:
+def test_inserted_row(verify: Verifier, sealed_log: str, trust: Trust) -> None:
     """Shift rows 15.. up by one and slip a well-formed, self-consistent forged row in at 15."""
     with psycopg.connect(sealed_log) as conn:
         conn.execute("SET session_replication_role = replica")
@@ -114,33 +128,33 @@ def test_inserted_row(sealed_log: str, trust: Trust) -> None:
             " action, outcome_status) VALUES (15, gen_random_uuid(), %s, %s, %s, now(), 'x', 200)",
             [forged, digest, hashlib.sha256(bytes(prev[0]) + digest).digest()],
         )
-    found = _detected(sealed_log, trust)
+    found = _detected(verify, sealed_log, trust)
     assert (found.kind, found.seq) == (TamperKind.INSERTED, 15)
 
 
-def test_swapped_rows(sealed_log: str, trust: Trust) -> None:
+def test_swapped_rows(verify: Verifier, sealed_log: str, trust: Trust) -> None:
     _tamper(
         sealed_log,
         "UPDATE audit_entries SET seq = 1000 WHERE seq = 8",
         "UPDATE audit_entries SET seq = 8 WHERE seq = 21",
         "UPDATE audit_entries SET seq = 21 WHERE seq = 1000",
     )
-    found = _detected(sealed_log, trust)
+    found = _detected(verify, sealed_log, trust)
     assert (found.kind, found.seq) == (TamperKind.REORDERED, 8)
 
 
-def test_swapped_adjacent_rows(sealed_log: str, trust: Trust) -> None:
+def test_swapped_adjacent_rows(verify: Verifier, sealed_log: str, trust: Trust) -> None:
     _tamper(
         sealed_log,
         "UPDATE audit_entries SET seq = 1000 WHERE seq = 30",
         "UPDATE audit_entries SET seq = 30 WHERE seq = 31",
         "UPDATE audit_entries SET seq = 31 WHERE seq = 1000",
     )
-    found = _detected(sealed_log, trust)
+    found = _detected(verify, sealed_log, trust)
     assert (found.kind, found.seq) == (TamperKind.REORDERED, 30)
 
 
-def test_truncated_tail(sealed_log: str, trust: Trust) -> None:
+def test_truncated_tail(verify: Verifier, sealed_log: str, trust: Trust) -> None:
     """Rows 33.. deleted and the chain head rolled back to match: the checkpoint still knows."""
     _tamper(
         sealed_log,
@@ -148,7 +162,7 @@ def test_truncated_tail(sealed_log: str, trust: Trust) -> None:
         "UPDATE audit_chain_head SET seq = 32,"
         " chain_hash = (SELECT chain_hash FROM audit_entries WHERE seq = 32)",
     )
-    found = _detected(sealed_log, trust)
+    found = _detected(verify, sealed_log, trust)
     assert (found.kind, found.seq) == (TamperKind.TRUNCATED, 33)
 
 
@@ -160,7 +174,9 @@ def test_truncated_tail(sealed_log: str, trust: Trust) -> None:
     ],
     ids=["edited-size", "garbage-signature"],
 )
-def test_forged_checkpoint(sealed_log: str, trust: Trust, forge: Callable[[str], str]) -> None:
+def test_forged_checkpoint(
+    verify: Verifier, sealed_log: str, trust: Trust, forge: Callable[[str], str]
+) -> None:
     with psycopg.connect(sealed_log) as conn:
         row = conn.execute("SELECT note FROM audit_checkpoints WHERE size = 30").fetchone()
     assert row
@@ -172,11 +188,11 @@ def test_forged_checkpoint(sealed_log: str, trust: Trust, forge: Callable[[str],
             " SELECT 30, root, %s, compact_range FROM audit_checkpoints WHERE size = 20",
             [forge(row[0])],
         )
-    found = _detected(sealed_log, trust)
+    found = _detected(verify, sealed_log, trust)
     assert (found.kind, found.seq) == (TamperKind.BAD_SIGNATURE, 29)
 
 
-def test_checkpoint_signed_by_another_key(sealed_log: str, trust: Trust) -> None:
+def test_checkpoint_signed_by_another_key(verify: Verifier, sealed_log: str, trust: Trust) -> None:
     """An attacker rewrites the log and signs a fresh checkpoint with a key of their own."""
     rogue = Ed25519PrivateKey.generate()
     with psycopg.connect(sealed_log) as conn:
@@ -188,7 +204,7 @@ def test_checkpoint_signed_by_another_key(sealed_log: str, trust: Trust) -> None
             " VALUES (41, %s, %s, '')",
             [latest[0], note],
         )
-    found = _detected(sealed_log, trust)
+    found = _detected(verify, sealed_log, trust)
     assert (found.kind, found.seq) == (TamperKind.BAD_SIGNATURE, 40)
 
 
@@ -227,3 +243,21 @@ def test_app_and_auditor_roles_cannot_change_the_log(sealed_log: str) -> None:
                 "INSERT INTO audit_pending (event_id, event, occurred_at, action, outcome_status)"
                 " VALUES (gen_random_uuid(), '', now(), 'x', 200)"
             )
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_parallel_path_verifies_an_intact_log_without_falling_back(
+    sealed_log: str, trust: Trust, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    def no_fallback(*args: object) -> VerifyResult:
+        raise AssertionError("the parallel verifier fell back on an intact log")
+
+    monkeypatch.setattr(parallel, "_sequential", no_fallback)
+    result = verify_parallel(sealed_log, trust, workers=workers, min_rows_per_worker=1)
+    assert result == _sequential(sealed_log, trust)
+    with psycopg.connect(sealed_log) as conn:
+        row = conn.execute("SELECT note FROM audit_checkpoints WHERE size = 20").fetchone()
+    assert row
+    kept = notes.open_note(row[0], trust.name, trust.public).checkpoint
+    incremental = verify_parallel(sealed_log, trust, kept, workers=workers, min_rows_per_worker=1)
+    assert (incremental.start, incremental.size, incremental.root) == (20, 40, result.root)
