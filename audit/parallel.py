@@ -81,7 +81,7 @@ def verify_parallel(
     trust: Trust,
     trusted: Checkpoint | None = None,
     workers: int = 2,
-    min_rows_per_worker: int = 10_000,
+    min_rows_per_worker: int = 100_000,
 ) -> VerifyResult:
     """Verify the log at ``url`` using ``workers`` processes; raise ``TamperingDetected``.
 
