@@ -12,6 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from audit import cli
+from audit.integrity import Trust
+from audit.parallel import verify_parallel
 from audit.rfc6962 import hash_leaf
 from audit.verify import verify_consistency, verify_inclusion
 from tests.audit.conftest import ORIGIN, add_events
@@ -198,3 +200,8 @@ def test_origin_is_checked(sealed_log: str, key_files: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 1
     assert ORIGIN in result.output
+
+
+def test_parallel_verification_works_for_the_read_only_role(auditor_url: str, trust: Trust) -> None:
+    result = verify_parallel(auditor_url, trust, workers=2, min_rows_per_worker=1)
+    assert (result.size, result.checkpoints_verified) == (40, 4)
