@@ -71,6 +71,7 @@ def _run_verify(
     trust: Trust,
     trusted: Checkpoint | None,
     workers: int,
+    allow_pruned: bool = False,
 ) -> tuple[VerifyResult | None, AuditError | None, dict[str, Any]]:
     extra: dict[str, Any] = {"origin": trust.origin, "key_name": trust.name}
     try:
@@ -78,10 +79,14 @@ def _run_verify(
             extra["source"] = str(export_file)
             with export_file.open(encoding="utf-8") as lines:
                 data = export.read_jsonl(iter(lines))
-                result = verify_log(data.rows, data.checkpoints, trust, data.head_seq, trusted)
+                result = verify_log(
+                    data.rows, data.checkpoints, trust, data.head_seq, trusted, allow_pruned
+                )
         elif database_url is not None:
             extra["source"] = "postgresql"
-            result = verify_parallel(database_url, trust, trusted, workers)
+            result = verify_parallel(
+                database_url, trust, trusted, workers, allow_pruned=allow_pruned
+            )
             with store.connect(database_url) as conn:
                 extra["activity"] = service.activity(conn)
                 pending = conn.execute("SELECT count(*) FROM audit_pending").fetchone()
@@ -109,6 +114,11 @@ def _run_verify(
     help="Signed checkpoint note kept earlier: verify only what came after it.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report.")
+@click.option(
+    "--allow-pruned",
+    is_flag=True,
+    help="Accept a log (or export) that starts at a signed checkpoint above seq 0.",
+)
 @WORKERS
 def verify(
     database_url: str | None,
@@ -117,6 +127,7 @@ def verify(
     origin: str | None,
     from_checkpoint: Path | None,
     as_json: bool,
+    allow_pruned: bool,
     workers: int,
 ) -> None:
     """Verify the whole log (or everything after a trusted checkpoint)."""
@@ -125,7 +136,9 @@ def verify(
     if from_checkpoint is not None:
         note = from_checkpoint.read_text(encoding="utf-8")
         trusted = notes.open_note(note, trust.name, trust.public, origin).checkpoint
-    result, problem, extra = _run_verify(database_url, export_file, trust, trusted, workers)
+    result, problem, extra = _run_verify(
+        database_url, export_file, trust, trusted, workers, allow_pruned
+    )
     body = service.report(result, problem, **extra)
     if as_json:
         _emit(body)

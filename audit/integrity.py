@@ -66,11 +66,18 @@ def open_checkpoint(cp: StoredCheckpoint, trust: Trust) -> SignedCheckpoint:
 
 
 def start_state(
-    first: Row | None, cps: Sequence[StoredCheckpoint], trust: Trust, trusted: Checkpoint | None
+    first: Row | None,
+    cps: Sequence[StoredCheckpoint],
+    trust: Trust,
+    trusted: Checkpoint | None,
+    allow_pruned: bool = False,
 ) -> tuple[CompactRange, bytes]:
     """Compact range and chain hash to resume from: genesis, trusted checkpoint or prune point."""
     if trusted is None and (first is None or first[0] == 0):
         return CompactRange(), GENESIS_CHAIN
+    if trusted is None and not allow_pruned and first is not None:
+        detail = f"the log starts at seq {first[0]} (pass allow_pruned if it was pruned)"
+        raise TamperingDetected(TamperKind.DELETED, 0, detail)
     size = trusted.size if trusted is not None else first[0] if first else 0
     stored = next((cp for cp in cps if cp.size == size), None)
     if stored is None:
@@ -93,9 +100,12 @@ def verify_log(
     trust: Trust,
     head_seq: int | None = None,
     trusted: Checkpoint | None = None,
+    allow_pruned: bool = False,
 ) -> VerifyResult:
     """Verify sealed rows (in seq order) against the signed checkpoints; raise on tampering.
 
+    ``allow_pruned``: accept a log whose first row is above 0 if it starts exactly at a signed
+    checkpoint (a pruned log); otherwise the missing head is reported as deleted.
     ``trusted``: a checkpoint the auditor kept (already signature-checked); rows before its size
     are then skipped and the stored compact range at that size must reproduce its root.
     ``head_seq``: the chain head the database reports, if any (catches a truncated tail).
@@ -104,7 +114,7 @@ def verify_log(
     if trusted is not None:
         it = (r for r in it if r[0] >= trusted.size)
     first = next(it, None)
-    compact, prev = start_state(first, checkpoints, trust, trusted)
+    compact, prev = start_state(first, checkpoints, trust, trusted, allow_pruned)
     start = compact.size
     pending = collections.deque(sorted((cp for cp in checkpoints if cp.size > start), key=_size))
     good, verified, latest = start, 0, None
@@ -112,14 +122,22 @@ def verify_log(
     expected = start
     stream = it if first is None else itertools.chain((first,), it)
     next_size = pending[0].size if pending else -1
+    deferred, deferred_size = None, 0
     nodes, sha = compact.nodes_list, sha256  # hot loop: locals only, compact range inlined
     for row in stream:
         seq, entry, digest, chain = row
         while expected == next_size:
             compact.size = expected
-            latest = check_checkpoint(pending.popleft(), trust, compact, prev, good)
-            good, verified = expected, verified + 1
-            next_size = pending[0].size if pending else -1
+            try:
+                latest = check_checkpoint(pending.popleft(), trust, compact, prev, good)
+                good, verified = expected, verified + 1
+                next_size = pending[0].size if pending else -1
+            except TamperingDetected as exc:
+                if exc.kind is not TamperKind.MODIFIED:
+                    raise
+                # A signed root disagrees: read on, a bad row may explain it more precisely.
+                deferred, deferred_size, next_size = exc, expected, -1
+                pending.clear()
         if (
             seq != expected
             or sha(_LEAF + entry).digest() != digest
@@ -127,7 +145,12 @@ def verify_log(
             or not entry.startswith(b'{"seq":%d,' % expected)
         ):
             compact.size = expected
-            _classify(expected, row, it, prev, prev2)
+            try:
+                _classify(expected, row, it, prev, prev2)
+            except TamperingDetected as found:
+                if deferred is not None and found.seq >= deferred_size:
+                    raise deferred from found
+                raise
         node, size = digest, expected
         while size & 1:
             node = sha(_NODE + nodes.pop() + node).digest()
@@ -136,6 +159,8 @@ def verify_log(
         prev2, prev = prev, chain
         expected += 1
     compact.size = expected
+    if deferred is not None:
+        raise deferred
     while pending and pending[0].size == expected:
         latest = check_checkpoint(pending.popleft(), trust, compact, prev, good)
         good, verified = expected, verified + 1

@@ -82,6 +82,7 @@ def verify_parallel(
     trusted: Checkpoint | None = None,
     workers: int = 2,
     min_rows_per_worker: int = 100_000,
+    allow_pruned: bool = False,
 ) -> VerifyResult:
     """Verify the log at ``url`` using ``workers`` processes; raise ``TamperingDetected``.
 
@@ -98,13 +99,13 @@ def verify_parallel(
         )
         top = -1 if first is None or low_high is None else int(low_high[1])
         try:
-            compact, anchor = start_state(first, cps, trust, trusted)
+            compact, anchor = start_state(first, cps, trust, trusted, allow_pruned)
         except TamperingDetected:
-            return _sequential(url, trust, trusted)
+            return _sequential(url, trust, trusted, allow_pruned)
         start = compact.size
         end = top + 1
         if workers < 2 or end - start < min_rows_per_worker * workers:
-            return _sequential(url, trust, trusted)
+            return _sequential(url, trust, trusted, allow_pruned)
         bounds = [start + (end - start) * i // workers for i in range(workers + 1)]
         want = [cp.size - 1 for cp in cps if start < cp.size <= end]
         ctx = multiprocessing.get_context("fork")
@@ -118,7 +119,7 @@ def verify_parallel(
         ranges[i].last_chain == ranges[i + 1].anchor for i in range(len(ranges) - 1)
     )
     if not joined:
-        return _sequential(url, trust, trusted)
+        return _sequential(url, trust, trusted, allow_pruned)
     chains = {seq: chain for r in ranges for seq, chain in r.chains.items()}
     leaves = b"".join(r.leaves for r in ranges)
     pending = [cp for cp in cps if cp.size > start]
@@ -135,7 +136,7 @@ def verify_parallel(
         if head >= end:
             raise TamperingDetected(TamperKind.TRUNCATED, end, f"chain head is at seq {head}")
     except TamperingDetected:
-        return _sequential(url, trust, trusted)
+        return _sequential(url, trust, trusted, allow_pruned)
     return VerifyResult(start, end, compact.root(), verified, latest)
 
 
@@ -153,6 +154,8 @@ def _extend(compact: CompactRange, leaves: bytes, start: int, size: int) -> None
     compact.size = count
 
 
-def _sequential(url: str, trust: Trust, trusted: Checkpoint | None) -> VerifyResult:
+def _sequential(
+    url: str, trust: Trust, trusted: Checkpoint | None, allow_pruned: bool
+) -> VerifyResult:
     with store.connect(url) as conn:
-        return verify_database(conn, trust, trusted)
+        return verify_database(conn, trust, trusted, allow_pruned)

@@ -90,7 +90,10 @@ def consistency(conn: psycopg.Connection[Any], size1: int, size2: int) -> dict[s
 
 
 def verify_database(
-    conn: psycopg.Connection[Any], trust: Trust, trusted: Checkpoint | None = None
+    conn: psycopg.Connection[Any],
+    trust: Trust,
+    trusted: Checkpoint | None = None,
+    allow_pruned: bool = False,
 ) -> VerifyResult:
     """Verify the sealed log in one consistent snapshot; raise ``TamperingDetected``."""
     with conn.transaction():
@@ -100,7 +103,7 @@ def verify_database(
         start = trusted.size if trusted is not None else 0
         # Close the COPY stream before the transaction ends, even when verification raises.
         with contextlib.closing(store.stream_entries(conn, start)) as rows:
-            return verify_log(rows, cps, trust, head, trusted)
+            return verify_log(rows, cps, trust, head, trusted, allow_pruned)
 
 
 def report(result: VerifyResult | None, problem: AuditError | None, **extra: Any) -> dict[str, Any]:

@@ -149,9 +149,10 @@ def test_pruned_archive_remains_verifiable(
         run("export", "--database-url", sealed_log, "--output", str(out), "--start", "20").exit_code
         == 0
     )
-    result = run(
-        "verify", "--export", str(out), "--public-key", str(key_files / "verifier.vkey"), "--json"
-    )
+    args = ("verify", "--export", str(out), "--public-key", str(key_files / "verifier.vkey"))
+    refused = run(*args)
+    assert refused.exit_code == 1 and "deleted at seq 0" in refused.output
+    result = run(*args, "--json", "--allow-pruned")
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
     assert (body["start_seq"], body["entries"]) == (20, 40)
