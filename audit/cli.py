@@ -9,25 +9,21 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import stat
 import sys
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import click
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit import checkpoint as notes
 from audit import export, service, store
+from audit.admin import keygen, seal
 from audit.errors import AuditError, TamperingDetected
 from audit.integrity import Trust, VerifyResult, verify_log
 from audit.parallel import verify_parallel
 from audit.pseudonym import load_key, pseudonymise
-from audit.sealer import Sealer, Signer
+from audit.report import render_text
 from audit.types import Checkpoint
 
 DB = click.option(
@@ -143,7 +139,7 @@ def verify(
     if as_json:
         _emit(body)
     else:
-        click.echo(_human(body))
+        click.echo(render_text(body))
     if problem is not None:
         raise problem
 
@@ -170,38 +166,9 @@ def report(
     if as_json:
         _emit(body, output)
     else:
-        click.echo(_human(body), file=output)
+        click.echo(render_text(body), file=output)
     if problem is not None:
         raise problem
-
-
-def _human(body: dict[str, Any]) -> str:
-    lines = [
-        f"Audit log integrity report ({body['generated_at']})",
-        f"Status: {body['status'].upper()}",
-    ]
-    if "tampering" in body:
-        t = body["tampering"]
-        lines.append(f"TAMPERING: {t['kind']} at seq {t['seq']}: {t['detail']}")
-    if "error" in body:
-        lines.append(f"Error: {body['error']}")
-    if "entries" in body:
-        lines += [
-            f"Source: {body.get('source')}  key: {body.get('key_name')}",
-            f"Entries verified: seq {body['start_seq']}..{body['entries'] - 1}",
-            f"Checkpoints verified: {body['checkpoints_verified']}",
-            f"Merkle root: {body['root']}",
-            f"Entries after the newest checkpoint: {body['unsigned_entries']}",
-        ]
-        if body.get("latest_checkpoint"):
-            lines.append(
-                "Newest checkpoint:\n  " + body["latest_checkpoint"]["note"].replace("\n", "\n  ")
-            )
-    if "pending_events" in body:
-        lines.append(f"Events awaiting sealing: {body['pending_events']}")
-    for row in body.get("activity", []):
-        lines.append(f"  {row['action']:<28} status {row['outcome_status']}: {row['count']}")
-    return "\n".join(lines)
 
 
 @cli.command()
@@ -285,62 +252,8 @@ def consistency(database_url: str, size1: int, size2: int) -> None:
         _emit(service.consistency(conn, size1, size2))
 
 
-@cli.command()
-@DB
-@click.option(
-    "--signing-key",
-    envvar="APPLIANCE_AUDIT_SIGNING_KEY_PATH",
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-)
-@click.option("--origin", envvar="APPLIANCE_AUDIT_ORIGIN", required=True)
-@click.option("--key-name", help="Signer name (default: the origin).")
-@click.option("--once", is_flag=True, help="Seal what is pending now, then exit.")
-@click.option("--batch-size", type=click.IntRange(1, 100_000), default=2000)
-@click.option(
-    "--checkpoint-interval", type=float, default=10.0, help="Seconds between checkpoints."
-)
-def seal(
-    database_url: str,
-    signing_key: Path,
-    origin: str,
-    key_name: str | None,
-    once: bool,
-    batch_size: int,
-    checkpoint_interval: float,
-) -> None:
-    """Run the sealer (one leader at a time; others stand by)."""
-    signer = Signer(origin, key_name or origin, notes.load_private_key(signing_key))
-    sealer = Sealer(database_url, signer, batch_size, checkpoint_interval)
-    if once:
-        click.echo(f"sealed {sealer.run_once()} events", err=True)
-        sealer.close()
-        return
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    sealer.run(stop)
-
-
-@cli.command()
-@click.option("--name", required=True, help="Key name; use the log's origin.")
-@click.option(
-    "--out", required=True, type=click.Path(path_type=Path), help="Writes OUT.pem and OUT.vkey."
-)
-def keygen(name: str, out: Path) -> None:
-    """Create an Ed25519 checkpoint signing key and its verifier key."""
-    private_path, public_path = out.with_suffix(".pem"), out.with_suffix(".vkey")
-    if private_path.exists():
-        raise click.UsageError(f"{private_path} exists; refusing to overwrite a signing key")
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
-    public_path.write_text(notes.vkey(name, key.public_key()) + "\n", encoding="utf-8")
-    click.echo(notes.vkey(name, key.public_key()))
+cli.add_command(seal)
+cli.add_command(keygen)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,34 @@
+"""The integrity report rendered for people (the JSON form is ``service.report``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def render_text(body: dict[str, Any]) -> str:
+    lines = [
+        f"Audit log integrity report ({body['generated_at']})",
+        f"Status: {body['status'].upper()}",
+    ]
+    if "tampering" in body:
+        t = body["tampering"]
+        lines.append(f"TAMPERING: {t['kind']} at seq {t['seq']}: {t['detail']}")
+    if "error" in body:
+        lines.append(f"Error: {body['error']}")
+    if "entries" in body:
+        lines += [
+            f"Source: {body.get('source')}  key: {body.get('key_name')}",
+            f"Entries verified: seq {body['start_seq']}..{body['entries'] - 1}",
+            f"Checkpoints verified: {body['checkpoints_verified']}",
+            f"Merkle root: {body['root']}",
+            f"Entries after the newest checkpoint: {body['unsigned_entries']}",
+        ]
+        if body.get("latest_checkpoint"):
+            lines.append(
+                "Newest checkpoint:\n  " + body["latest_checkpoint"]["note"].replace("\n", "\n  ")
+            )
+    if "pending_events" in body:
+        lines.append(f"Events awaiting sealing: {body['pending_events']}")
+    for row in body.get("activity", []):
+        lines.append(f"  {row['action']:<28} status {row['outcome_status']}: {row['count']}")
+    return "\n".join(lines)
