@@ -56,6 +56,12 @@ def _int(
     return value
 
 
+def _required(value: int | None) -> int:
+    if value is None:  # only when no default was given
+        raise InvalidRequest("a required parameter is missing")
+    return value
+
+
 def _time(name: str) -> datetime | None:
     raw = request.args.get(name)
     if not raw:
@@ -78,8 +84,8 @@ def audit_search_events() -> dict[str, Any]:
         outcome_status=_int("outcome", high=599),
         since=_time("since"),
         until=_time("until"),
-        after_seq=_int("after_seq", -1, low=-1) or -1,
-        limit=_int("limit", 100, low=1, high=MAX_LIMIT) or 100,
+        after_seq=_required(_int("after_seq", -1, low=-1)),
+        limit=_required(_int("limit", 100, low=1, high=MAX_LIMIT)),
     )
     with _translated(), reader.connection() as conn:
         events = [service.entry_json(seq, entry) for seq, entry in store.search(conn, where)]

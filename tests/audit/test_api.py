@@ -218,6 +218,8 @@ def test_auditor_endpoints(
     assert latest == 11  # five classifications, then six audited reads
     consistency = client.get("/api/v1/audit/consistency", query_string={"from": 5, "to": latest})
     assert consistency.status_code == 200, consistency.get_json()
+    page = client.get("/api/v1/audit/events", query_string={"after_seq": 0, "limit": 2}).get_json()
+    assert [e["seq"] for e in page["events"]] == [1, 2] and page["next_after_seq"] == 2
     assert client.get("/api/v1/audit/events/999").status_code == 404
     assert client.get("/api/v1/audit/events", query_string={"limit": "x"}).status_code == 400
     report = client.post("/api/v1/audit/verify")
