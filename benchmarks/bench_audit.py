@@ -99,7 +99,7 @@ def writers(url: str, count: int, seconds: float, processes: int) -> float:
         proc.start()
     time.sleep(2.0)  # connections up
     go.set()
-    total = sum(out.get(timeout=seconds + 60) for _ in procs)
+    total = sum(int(out.get(timeout=seconds + 60)) for _ in procs)
     for proc in procs:
         proc.join()
     return total / seconds

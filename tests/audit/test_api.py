@@ -69,7 +69,7 @@ def as_role(app: Flask) -> Callable[..., FlaskClient]:
     def make(*roles: str, name: str = "spiffe://hospital/svc/intake") -> FlaskClient:
         client = app.test_client()
         if roles:
-            client.environ_base[IDENTITY_ENVIRON_KEY] = who(*roles, name=name)
+            client.environ_base[IDENTITY_ENVIRON_KEY] = who(*roles, name=name)  # type: ignore[assignment]
         return client
 
     return make

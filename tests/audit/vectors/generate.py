@@ -146,8 +146,11 @@ def roots() -> dict[str, Any]:
     }
 
 
+def dump(data: Any) -> str:
+    return json.dumps(data, indent=1, sort_keys=True) + "\n"
+
+
 def render() -> dict[str, str]:
-    dump = lambda data: json.dumps(data, indent=1, sort_keys=True) + "\n"  # noqa: E731
     return {
         "inclusion.json": dump(inclusion_cases()),
         "consistency.json": dump(consistency_cases()),
