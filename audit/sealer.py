@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from audit import checkpoint as notes
 from audit import store
 from audit.chain import chain_hash, entry_hash, wrap
-from audit.errors import LeadershipLost, StoreError
+from audit.errors import AuditError, LeadershipLost, StoreError
 from audit.rfc6962 import CompactRange, hash_leaf
 from audit.types import ChainHash, Checkpoint
 
@@ -197,11 +197,13 @@ class Sealer:
                 if not self.acquire():
                     stop.wait(poll_interval_s * 5)
                     continue
-                if self.seal_batch() == 0:
-                    self.seal_batch(force_checkpoint=True)
+                if self.seal_batch() == 0:  # idle: a checkpoint is still signed once due
                     stop.wait(poll_interval_s)
             except (LeadershipLost, StoreError) as exc:
                 log.warning("sealer: %s; retrying", exc)
                 self.close()
                 stop.wait(poll_interval_s * 5)
+        if self._conn is not None:  # a graceful stop signs the tail
+            with contextlib.suppress(AuditError):
+                self.seal_batch(force_checkpoint=True)
         self.close()
