@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -85,6 +86,15 @@ class PostgresAuditSink:
         return AuditReceipt(event_id=event_id)
 
 
+def _trust(path: Path, origin: str) -> Trust:
+    """Verifier key for ``POST /audit/verify``: a ``.vkey`` file is enough (the API then never
+    holds the signing key); a private PEM works too, its public half is used."""
+    if path.suffix == ".vkey":
+        name, public = notes.load_verifier_key(path)
+        return Trust(name, public, origin)
+    return Trust(origin, notes.load_private_key(path).public_key(), origin)
+
+
 class AuditReader:
     """Read side for the auditor endpoints: psycopg connections borrowed from the app's pool."""
 
@@ -93,9 +103,9 @@ class AuditReader:
         self._sink = sink
         self.origin = settings.audit_origin
         self._trust: Trust | None = None
-        if settings.audit_signing_key_path is not None:
-            public = notes.load_private_key(settings.audit_signing_key_path).public_key()
-            self._trust = Trust(settings.audit_origin, public, settings.audit_origin)
+        path = settings.audit_signing_key_path
+        if path is not None:
+            self._trust = _trust(path, settings.audit_origin)
 
     def resource(self, document_id: str | None) -> str | None:
         return self._sink.resource(document_id)

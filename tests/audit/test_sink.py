@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
+from appliance.audit_bridge import services
 from appliance.audit_bridge.interfaces import AuditEvent
 from appliance.audit_bridge.services import PostgresAuditSink
 from appliance.errors import AuditUnavailable
 from audit.pseudonym import pseudonymise
+from tests.audit.conftest import ORIGIN
 from tests.common.postgres import sqlalchemy_url
 
 KEY = b"k" * 32
@@ -81,3 +84,10 @@ def test_failures_raise_audit_unavailable(audit_db: str) -> None:
     limited.dispose()
     engine.dispose()
     assert _pending(audit_db) == []
+
+
+def test_the_api_verifies_with_only_the_public_key(key_files: Path) -> None:
+    from_vkey = services._trust(key_files / "verifier.vkey", ORIGIN)
+    from_pem = services._trust(key_files / "signing.pem", ORIGIN)
+    assert from_vkey.public.public_bytes_raw() == from_pem.public.public_bytes_raw()
+    assert from_vkey.name == from_pem.name == ORIGIN
