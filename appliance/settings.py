@@ -52,7 +52,9 @@ class Settings(BaseSettings):
     tls_crl: Path | None = None
     roles_path: Path | None = None
 
-    audit_signing_key_path: Path | None = None
+    audit_verifier_key_path: Path | None = None
+    """Checkpoint verifier key (``.vkey`` from ``audit-tool keygen``) for ``POST /audit/verify``.
+    The signing key belongs to the sealer alone (``audit-tool seal``), never to the API."""
     audit_pseudonym_key_path: Path | None = None
     audit_origin: str = "docclass-appliance/audit"
 

@@ -20,6 +20,7 @@ pg_bin() { ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1; }
 
 stop() {
   [ -f "$STATE/appliance.pid" ] && kill "$(cat "$STATE/appliance.pid")" 2>/dev/null || true
+  [ -f "$STATE/sealer.pid" ] && kill "$(cat "$STATE/sealer.pid")" 2>/dev/null || true
   [ -f "$STATE/vllm.pid" ] && kill -- "-$(cat "$STATE/vllm.pid")" 2>/dev/null || true
   [ -d "$STATE/postgres/data" ] && as_pg_user "$(pg_bin)/pg_ctl" -D "$STATE/postgres/data" -m fast stop >/dev/null 2>&1 || true
   rm -f "$STATE"/*.pid
@@ -78,9 +79,15 @@ start_appliance() {
   export APPLIANCE_TLS_CERT=$PKI/server.pem APPLIANCE_TLS_KEY=$PKI/server.key
   export APPLIANCE_TLS_CA=$PKI/ca.pem APPLIANCE_TLS_CRL=$PKI/crl.pem
   export APPLIANCE_ROLES_PATH=$STATE/roles.yaml APPLIANCE_BIND=127.0.0.1:$API_PORT
-  export APPLIANCE_AUDIT_SIGNING_KEY_PATH=$PKI/audit-signing.pem
+  export APPLIANCE_AUDIT_VERIFIER_KEY_PATH=$PKI/audit-signing.vkey
+  export APPLIANCE_AUDIT_ORIGIN=docclass-appliance/audit
   log "migrating the database"
   "$VENV/bin/appliance" db upgrade
+  log "starting the audit sealer"
+  AUDIT_DATABASE_URL=${APPLIANCE_DATABASE_URL/+psycopg/} \
+    APPLIANCE_AUDIT_SIGNING_KEY_PATH=$PKI/audit-signing.pem \
+    "$VENV/bin/audit-tool" seal >"$STATE/sealer.log" 2>&1 &
+  echo $! >"$STATE/sealer.pid"
   log "starting the appliance on https://localhost:$API_PORT"
   "$VENV/bin/appliance" serve >"$STATE/appliance.log" 2>&1 &
   echo $! >"$STATE/appliance.pid"

@@ -103,7 +103,7 @@ class AuditReader:
         self._sink = sink
         self.origin = settings.audit_origin
         self._trust: Trust | None = None
-        path = settings.audit_signing_key_path
+        path = settings.audit_verifier_key_path
         if path is not None:
             self._trust = _trust(path, settings.audit_origin)
 

@@ -54,7 +54,7 @@ def app(audit_db: str, fake_vllm: FakeVllm, key_files: Path, tmp_path: Path) -> 
         database_url=sqlalchemy_url(audit_db),
         vllm_base_url=fake_vllm.url,
         database_pool_size=4,
-        audit_signing_key_path=key_files / "signing.pem",
+        audit_verifier_key_path=key_files / "verifier.vkey",
         audit_pseudonym_key_path=tmp_path / "pseudonym.key",
         audit_origin=ORIGIN,
     )
