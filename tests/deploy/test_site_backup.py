@@ -1,0 +1,97 @@
+"""backup.yml then restore-drill.yml on the session deployment: encrypted repositories at both
+sites, WAL archived, the latest backup plus archived WAL restored into a scratch cluster that does
+not archive, row counts checked and the audit chain verified, the scratch cluster removed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from tests.deploy import harness
+from tests.deploy.conftest import Deployment
+
+pytestmark = pytest.mark.slow
+ROWS_AT_BACKUP = 100
+ROWS_AFTER = 5
+
+
+def _wait_archived(port: int) -> None:
+    """Switch WAL and wait until the segment holding everything so far is archived."""
+    walfile = harness.psql(port, "SELECT pg_walfile_name(pg_switch_wal())")
+    harness.wait_for(
+        lambda: harness.psql(port, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
+        >= walfile, 60, f"archiving of {walfile}")
+
+
+def _reports(d: Deployment, name: str) -> dict[str, object]:
+    return json.loads((d.base / "pgbackrest" / "reports" / name).read_text())  # type: ignore[no-any-return]
+
+
+def _seal_pending(d: Deployment) -> int:
+    """Run the installed sealer once, as the service account with its environment."""
+    config = d.base / "etc" / "appliance"
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+    env |= harness.read_env_file(config / "common.env")
+    env |= harness.read_env_file(config / "secrets" / "sealer.env")
+    proc = subprocess.run(
+        ["runuser", "-u", d.user, "--", str(d.base / "opt" / "venv" / "bin" / "audit-tool"),
+         "seal", "--once"], env=env, cwd=d.base / "state", capture_output=True, text=True,
+        check=False, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return int(harness.psql(d.primary_port, "SELECT count(*) FROM audit_entries", db="docclass"))
+
+
+def test_backup_then_restore_drill(deployment: Deployment) -> None:
+    d = deployment
+    sealed = _seal_pending(d) if d.has_app and d.has_audit_tool else None
+    harness.psql(d.primary_port, (
+        "CREATE TABLE drill_probe (id int PRIMARY KEY, note text NOT NULL); "
+        f"INSERT INTO drill_probe SELECT g, 'row ' || g FROM generate_series(1, {ROWS_AT_BACKUP}) g"
+    ), db="docclass")
+
+    run = d.playbook("backup", "-e", "backup_type=full")
+    harness.assert_ok(run)
+    recorded = _reports(d, "last-backup.json")
+    assert recorded["counts"]["public.drill_probe"] == ROWS_AT_BACKUP  # type: ignore[index]
+
+    info = json.loads(subprocess.run(
+        ["runuser", "-u", "postgres", "--", "pgbackrest",
+         f"--config={d.base}/pgbackrest/db-primary/pgbackrest.conf", "--stanza=docclass",
+         "--output=json", "info"], capture_output=True, text=True, check=True).stdout)
+    repos = {b["database"]["repo-key"] for b in info[0]["backup"] if b["type"] == "full"}
+    assert repos == {1, 2}, info
+    for repo in ("repo1", "repo2"):
+        catalogue = d.base / "pgbackrest" / repo / "backup" / "docclass" / "backup.info"
+        assert catalogue.read_bytes().startswith(b"Salted__"), f"{repo} is not encrypted"
+
+    # Written after the backup: only archived WAL can bring these rows back.
+    harness.psql(d.primary_port, (
+        f"INSERT INTO drill_probe SELECT g, 'late ' || g FROM "
+        f"generate_series({ROWS_AT_BACKUP + 1}, {ROWS_AT_BACKUP + ROWS_AFTER}) g"), db="docclass")
+    _wait_archived(d.primary_port)
+
+    run = d.playbook("restore-drill")
+    harness.assert_ok(run)
+    report = _reports(d, "last-drill.json")
+    assert report["restored_counts"]["public.drill_probe"] == ROWS_AT_BACKUP + ROWS_AFTER  # type: ignore[index]
+    if sealed is not None:
+        verify = report["audit_verify"]
+        assert isinstance(verify, dict), verify
+        assert verify["status"] == "ok" and verify["entries"] == sealed, verify
+    assert not (d.base / "drill").exists(), "scratch cluster left behind"
+    assert subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", str(d.drill_port)],
+                          capture_output=True, check=False).returncode != 0
+
+
+def test_drill_refuses_a_leftover_scratch_cluster(deployment: Deployment) -> None:
+    leftover = deployment.base / "drill"
+    leftover.mkdir()
+    (leftover / "PG_VERSION").write_text("15\n")
+    try:
+        run = deployment.playbook("restore-drill")
+        assert run.rc != 0 and "holds a cluster" in run.output, run.output[-3000:]
+    finally:
+        (leftover / "PG_VERSION").unlink()
+        leftover.rmdir()

@@ -1,0 +1,70 @@
+"""DR on the session deployment: the replica streams through its slot, a row written on the
+primary is read on the replica, lag is reported, then failover.yml fences the primary, promotes
+the replica, repoints the appliance, and the promoted server takes writes. Runs last."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+
+import psycopg
+import pytest
+
+from tests.deploy import harness
+from tests.deploy.conftest import Deployment
+
+pytestmark = pytest.mark.slow
+
+
+def _owner(d: Deployment, port: int) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(d.app_dsn(port, user="docclass_owner"), autocommit=True)
+
+
+def test_replica_streams_from_the_primary(deployment: Deployment) -> None:
+    d = deployment
+    assert harness.psql(d.replica_port, "SELECT pg_is_in_recovery()") == "t"
+    slot = harness.psql(d.primary_port,
+                        "SELECT active FROM pg_replication_slots WHERE slot_name = 'dr_db_replica'")
+    assert slot == "t", "replication slot missing or inactive"
+    marker = str(uuid.uuid4())
+    with _owner(d, d.primary_port) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS dr_probe (marker text PRIMARY KEY)")
+        conn.execute("INSERT INTO dr_probe VALUES (%s)", (marker,))
+    harness.wait_for(
+        lambda: harness.psql(
+            d.replica_port, f"SELECT count(*) FROM dr_probe WHERE marker = '{marker}'",
+            db="docclass") == "1",
+        30, "the row on the replica")
+    with _owner(d, d.replica_port) as conn, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        conn.execute("INSERT INTO dr_probe VALUES ('written on the standby')")
+
+
+def test_lag_monitoring_reports_streaming(deployment: Deployment) -> None:
+    script = deployment.base / "bin" / "docclass-replication-lag"
+    proc = subprocess.run(["runuser", "-u", "postgres", "--", str(script)], capture_output=True,
+                          text=True, check=False, timeout=30)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    metrics = (deployment.base / "textfile" / "docclass_replication.prom").read_text()
+    assert "docclass_replication_streaming 1" in metrics
+    values = dict(line.split() for line in metrics.splitlines() if not line.startswith("#"))
+    lag = float(values["docclass_replication_lag_seconds"])
+    assert 0 <= lag < 60
+
+
+def test_failover_promotes_the_replica_and_repoints_the_appliance(deployment: Deployment) -> None:
+    d = deployment
+    run = d.playbook("failover")
+    harness.assert_ok(run)
+    status = subprocess.run(["pg_ctlcluster", "15", d.primary, "status"], capture_output=True,
+                            check=False).returncode
+    assert status == 3, "old primary still running (not fenced)"
+    assert harness.psql(d.replica_port, "SELECT pg_is_in_recovery()") == "f"
+    url = (d.base / "etc" / "appliance" / "secrets" / "api-database-url").read_text()
+    assert f"@127.0.0.1:{d.replica_port}/docclass" in url, "appliance still on the old primary"
+    marker = str(uuid.uuid4())
+    with _owner(d, d.replica_port) as conn:
+        conn.execute("INSERT INTO dr_probe VALUES (%s)", (marker,))
+        assert conn.execute("SELECT count(*) FROM dr_probe").fetchone()[0] >= 2  # type: ignore[index]
+    if d.has_app:
+        with psycopg.connect(d.app_dsn(d.replica_port)) as conn:
+            conn.execute("SELECT 1")
