@@ -11,13 +11,15 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = REPO / "ansible"
-VENV_BIN = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin"
+# The environment running pytest has the .[deploy] tools (ansible, ansible-lint, ...).
+VENV_BIN = Path(sys.executable).parent
 PG_VERSION = "15"
 CLUSTER_PREFIX = "dct"
 PLAYBOOKS = ["site", "backup", "restore-drill", "dr-setup", "failover", "rotate-certs"]
