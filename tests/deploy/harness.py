@@ -87,10 +87,15 @@ def run_playbook(
         str(ANSIBLE_DIR / f"{playbook}.yml"),
         *args,
     ]
+    started = time.monotonic()
     proc = subprocess.run(
         command, cwd=ANSIBLE_DIR, env=ansible_env(base), capture_output=True, text=True,
         timeout=timeout, check=False,
     )
+    elapsed = time.monotonic() - started
+    if os.environ.get("DEPLOY_TEST_TIMINGS"):  # where docs/operations.md's numbers come from
+        with open(os.environ["DEPLOY_TEST_TIMINGS"], "a") as timings:
+            timings.write(f"{playbook} {' '.join(args)} rc={proc.returncode} {elapsed:.1f}s\n")
     output = proc.stdout + proc.stderr
     logs = base / "logs"
     logs.mkdir(exist_ok=True)
