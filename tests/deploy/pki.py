@@ -92,4 +92,5 @@ class TestCA:
             builder = builder.add_revoked_certificate(
                 x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
             )
-        return builder.sign(self.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+        crl = builder.sign(self.key, hashes.SHA256())
+        return crl.public_bytes(serialization.Encoding.PEM).decode()

@@ -118,7 +118,8 @@ def test_gpu_overlays_differ_where_the_hardware_needs_it(
     assert "--quantization=awq" in awq["args"] and "--dtype=half" in awq["args"]
     selectors = {n: find(rendered[n], "Deployment", "vllm")["spec"]["template"]["spec"]
                  ["nodeSelector"]["nvidia.com/gpu.product"] for n in OVERLAYS}
-    assert selectors == {"a100": "NVIDIA-A100-SXM4-80GB", "t4": "Tesla-T4", "t4-awq": "Tesla-T4"}
+    assert selectors == {
+        "a100": "NVIDIA-A100-SXM4-80GB", "t4": "Tesla-T4", "t4-awq": "Tesla-T4"}
     for container in (a100, t4):
         assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
 
@@ -137,7 +138,8 @@ def test_base_is_hardened(rendered: dict[str, list[dict[str, Any]]]) -> None:
         assert pod["securityContext"]["runAsNonRoot"] is True
         for container in pod["containers"]:
             ctx = container["securityContext"]
-            assert ctx["readOnlyRootFilesystem"] is True and ctx["allowPrivilegeEscalation"] is False
+            assert ctx["readOnlyRootFilesystem"] is True
+            assert ctx["allowPrivilegeEscalation"] is False
     vllm = find(docs, "Deployment", "vllm")["spec"]["template"]["spec"]
     shm = next(v for v in vllm["volumes"] if v["name"] == "dshm")
     assert shm["emptyDir"]["medium"] == "Memory"
