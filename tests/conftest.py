@@ -1,4 +1,5 @@
-"""Session-wide fixtures: a real PostgreSQL server and databases on it.
+"""Shared fixtures: a real PostgreSQL server and databases on it, the real CPU vLLM, and the
+scripted upstream for fault injection.
 
 See tests/common/postgres.py for where the server comes from.
 """
@@ -8,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from appliance import migrate
 from tests.common import postgres, vllm_cpu
+from tests.common.fake_vllm import FakeVllm, running_fake_vllm
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +44,20 @@ def vllm_server() -> Iterator[str]:
     """Base URL of the real CPU vLLM server with the tiny model (one per test session)."""
     with vllm_cpu.running_vllm() as url:
         yield url
+
+
+@pytest.fixture
+def clean_database(migrated_database_url: str) -> str:
+    """The session's migrated database with no results or reviews left by earlier tests."""
+    engine = create_engine(migrated_database_url)
+    with engine.begin() as connection:
+        connection.execute(text("TRUNCATE classification_results CASCADE"))
+    engine.dispose()
+    return migrated_database_url
+
+
+@pytest.fixture
+def fake_vllm() -> Iterator[FakeVllm]:
+    """The scripted upstream (tests/common/fake_vllm.py) on a loopback port."""
+    with running_fake_vllm() as fake:
+        yield fake

@@ -72,7 +72,7 @@ class ClassificationService:
             receipt = self._audit.record(session, self._event(context, document, digest, row))
         metrics.CLASSIFICATIONS.labels(row.label, "model").inc()
         metrics.CONFIDENCE.observe(row.confidence)
-        return _as_classification(row, cached=False, receipt=receipt)
+        return as_classification(row, cached=False, receipt=receipt)
 
     def review_threshold(self, label: str) -> float:
         """Below this confidence a result labelled ``label`` needs a human review."""
@@ -101,7 +101,7 @@ class ClassificationService:
         )
         with transaction(self._engine) as session:
             rows = session.scalars(query).all()
-        return [_as_classification(row, cached=row.cached_from is not None) for row in rows]
+        return [as_classification(row) for row in rows]
 
     def _classify_item(
         self, document: Document, context: RequestContext
@@ -136,7 +136,7 @@ class ClassificationService:
                 row = self._copy(earlier, document, digest, context, session)
             receipt = self._audit.record(session, self._event(context, document, digest, row))
         metrics.CLASSIFICATIONS.labels(row.label, "cache").inc()
-        return _as_classification(row, cached=True, receipt=receipt)
+        return as_classification(row, cached=True, receipt=receipt)
 
     def _copy(
         self,
@@ -194,9 +194,11 @@ class ClassificationService:
         )
 
 
-def _as_classification(
-    row: ClassificationResult, cached: bool, receipt: AuditReceipt | None = None
+def as_classification(
+    row: ClassificationResult, cached: bool | None = None, receipt: AuditReceipt | None = None
 ) -> Classification:
+    """A stored row as the API shows it; ``cached`` defaults to whether it reused an earlier
+    result."""
     return Classification(
         result_id=row.id,
         document_id=row.document_id,
@@ -207,7 +209,7 @@ def _as_classification(
         model=row.model,
         taxonomy_version=row.taxonomy_version,
         truncated=row.truncated,
-        cached=cached,
+        cached=row.cached_from is not None if cached is None else cached,
         created_at=row.created_at,
         audit_seq=receipt.seq if receipt else None,
         audit_event_id=receipt.event_id if receipt else None,

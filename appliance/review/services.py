@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from appliance.audit_bridge.interfaces import AuditEvent, AuditReceipt, AuditSink
 from appliance.classification.interfaces import Classification, RequestContext
 from appliance.classification.models import ClassificationResult
+from appliance.classification.services import as_classification
 from appliance.classification.taxonomy import Taxonomy
 from appliance.db import transaction
 from appliance.errors import InvalidRequest, NotFound
@@ -191,22 +192,6 @@ def stored_corrections(engine: Engine) -> list[Correction]:
         )
         for result, gold in rows
     ]
-
-
-def as_classification(row: ClassificationResult) -> Classification:
-    return Classification(
-        result_id=row.id,
-        document_id=row.document_id,
-        label=row.label,
-        confidence=row.confidence,
-        scores=dict(row.scores),
-        needs_review=row.needs_review,
-        model=row.model,
-        taxonomy_version=row.taxonomy_version,
-        truncated=row.truncated,
-        cached=row.cached_from is not None,
-        created_at=row.created_at,
-    )
 
 
 def as_review(

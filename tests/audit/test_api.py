@@ -22,7 +22,7 @@ from appliance.settings import Settings
 from audit.pseudonym import pseudonymise
 from audit.sealer import Sealer, Signer
 from tests.audit.conftest import ORIGIN
-from tests.common.fake_vllm import FakeVllm, running_fake_vllm
+from tests.common.fake_vllm import FakeVllm
 from tests.common.postgres import sqlalchemy_url
 
 TEXT = "Patient Jane Roe, DOB 1961-02-03, presents with chest pain. CBC: WBC 6.1."
@@ -40,11 +40,6 @@ def who(*roles: str, name: str = "spiffe://hospital/svc/intake") -> Identity:
         roles=frozenset(roles),
     )
 
-
-@pytest.fixture
-def fake_vllm() -> Iterator[FakeVllm]:
-    with running_fake_vllm() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -10,14 +10,13 @@ from datetime import UTC, datetime
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from appliance.app import create_app
 from appliance.audit_bridge.interfaces import AuditEvent, AuditReceipt
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY, ROLES, Identity
 from appliance.settings import Settings
-from tests.common.fake_vllm import FakeVllm, running_fake_vllm
+from tests.common.fake_vllm import FakeVllm
 
 
 class RecordingSink:
@@ -54,19 +53,6 @@ def identity(*roles: str, name: str = "spiffe://hospital/svc/intake") -> Identit
     )
 
 
-@pytest.fixture
-def fake_vllm() -> Iterator[FakeVllm]:
-    with running_fake_vllm() as fake:
-        yield fake
-
-
-@pytest.fixture
-def clean_database(migrated_database_url: str) -> str:
-    engine = create_engine(migrated_database_url)
-    with engine.begin() as connection:
-        connection.execute(text("TRUNCATE classification_results CASCADE"))
-    engine.dispose()
-    return migrated_database_url
 
 
 @pytest.fixture

@@ -3,32 +3,17 @@ in-process classifier reads its settings from."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import create_engine, text
 
-from tests.common.fake_vllm import FakeVllm, running_fake_vllm
+from tests.common.fake_vllm import FakeVllm
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "labelled-synthetic.jsonl"
 
 
-@pytest.fixture
-def fake_vllm() -> Iterator[FakeVllm]:
-    with running_fake_vllm() as fake:
-        yield fake
-
-
-@pytest.fixture
-def clean_database(migrated_database_url: str) -> str:
-    engine = create_engine(migrated_database_url)
-    with engine.begin() as connection:
-        connection.execute(text("TRUNCATE classification_reviews, classification_results"))
-    engine.dispose()
-    return migrated_database_url
 
 
 def runner_for(database_url: str, vllm_url: str, **extra: str) -> CliRunner:

@@ -8,32 +8,18 @@ from collections.abc import Callable, Iterator
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, text
 
 from appliance import review
 from appliance.app import create_app
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY
 from appliance.settings import Settings
-from tests.common.fake_vllm import FakeVllm, running_fake_vllm
+from tests.common.fake_vllm import FakeVllm
 from tests.core.conftest import identity
 
 REVIEWER = "spiffe://hospital/user/reviewer-7"
 INTAKE = "spiffe://hospital/svc/intake"
 
 
-@pytest.fixture
-def fake_vllm() -> Iterator[FakeVllm]:
-    with running_fake_vllm() as fake:
-        yield fake
-
-
-@pytest.fixture
-def clean_database(migrated_database_url: str) -> str:
-    engine = create_engine(migrated_database_url)
-    with engine.begin() as connection:
-        connection.execute(text("TRUNCATE classification_reviews, classification_results"))
-    engine.dispose()
-    return migrated_database_url
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from appliance.classification.taxonomy import TaxonomyError, load_taxonomy, pars
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY
 from appliance.settings import Settings
 from appliance.vllm.client import VllmClient, VllmConfig
-from tests.common.fake_vllm import FakeVllm, Fault, chat_body, running_fake_vllm
+from tests.common.fake_vllm import FakeVllm, Fault, chat_body
 from tests.core.conftest import RecordingSink, identity
 
 TAXONOMY = """
@@ -56,11 +55,6 @@ def test_unset_thresholds_keep_the_version() -> None:
     unchanged = parse_taxonomy(TAXONOMY.replace(", review_threshold: 0.99", ""), "b")
     assert changed.version != unchanged.version
 
-
-@pytest.fixture
-def fake_vllm() -> Iterator[FakeVllm]:
-    with running_fake_vllm() as fake:
-        yield fake
 
 
 def test_service_uses_the_label_threshold(fake_vllm: FakeVllm, migrated_database_url: str) -> None:
