@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import exists, func, select, tuple_
 from sqlalchemy.engine import Engine
@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from appliance.audit_bridge.interfaces import AuditEvent, AuditReceipt, AuditSink
 from appliance.classification.interfaces import Classification, RequestContext
 from appliance.classification.models import ClassificationResult
-from appliance.classification.services import as_classification
+from appliance.classification.services import as_classification, utc_now
 from appliance.classification.taxonomy import Taxonomy
 from appliance.db import transaction
 from appliance.errors import InvalidRequest, NotFound
@@ -58,10 +58,6 @@ class Correction:
     gold: str
     model: str
     taxonomy_version: str
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class ReviewService:
