@@ -30,9 +30,11 @@ class Base(DeclarativeBase):
 
 
 def make_engine(settings: Settings) -> Engine:
-    """A pooled engine; connections are checked before use so a restarted server is survived."""
+    """A pooled engine; connections are checked before use so a restarted server is survived.
+    Statement parameters are kept out of error messages, and so out of logs."""
     return create_engine(
         settings.database_url,
+        hide_parameters=True,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
         pool_timeout=settings.database_pool_timeout_s,
