@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,29 +16,18 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from appliance.app import create_app
-from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY, Identity
+from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY
 from appliance.settings import Settings
 from audit.pseudonym import pseudonymise
 from audit.sealer import Sealer, Signer
 from tests.audit.conftest import ORIGIN
+from tests.common.doubles import FINGERPRINT, identity
 from tests.common.fake_vllm import FakeVllm
 from tests.common.postgres import sqlalchemy_url
 
 TEXT = "Patient Jane Roe, DOB 1961-02-03, presents with chest pain. CBC: WBC 6.1."
 DOC = "MRN-00017/visit-3"
 PSEUDONYM_KEY = b"0123456789abcdef0123456789abcdef"
-
-
-def who(*roles: str, name: str = "spiffe://hospital/svc/intake") -> Identity:
-    return Identity(
-        subject=f"CN={name.rsplit('/', 1)[-1]}",
-        sans=(f"URI:{name}",),
-        serial="01",
-        fingerprint_sha256="cd" * 32,
-        not_after=datetime(2030, 1, 1, tzinfo=UTC),
-        roles=frozenset(roles),
-    )
-
 
 
 @pytest.fixture
@@ -64,7 +52,7 @@ def as_role(app: Flask) -> Callable[..., FlaskClient]:
     def make(*roles: str, name: str = "spiffe://hospital/svc/intake") -> FlaskClient:
         client = app.test_client()
         if roles:
-            client.environ_base[IDENTITY_ENVIRON_KEY] = who(*roles, name=name)  # type: ignore[assignment]
+            client.environ_base[IDENTITY_ENVIRON_KEY] = identity(*roles, name=name)  # type: ignore[assignment]
         return client
 
     return make
@@ -113,7 +101,7 @@ def test_classification_denied_and_auditor_query_are_each_audited(
     [classified] = _events(audit_db, ok.headers["X-Request-ID"])
     assert classified["action"] == "classify_document"
     assert classified["actor_subject"] == "spiffe://hospital/svc/intake"
-    assert classified["actor_fingerprint"] == "cd" * 32
+    assert classified["actor_fingerprint"] == FINGERPRINT
     assert classified["outcome_status"] == 200 and classified["error_code"] is None
     assert classified["resource"] == pseudonym
     assert classified["result_id"] == ok.get_json()["result_id"]

@@ -2,57 +2,17 @@
 
 from __future__ import annotations
 
-import threading
-import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy.orm import Session
 
 from appliance.app import create_app
-from appliance.audit_bridge.interfaces import AuditEvent, AuditReceipt
-from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY, ROLES, Identity
+from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY, ROLES
 from appliance.settings import Settings
+from tests.common.doubles import RecordingSink, identity
 from tests.common.fake_vllm import FakeVllm
-
-
-class RecordingSink:
-    """Keeps audit events in memory; can be told to fail. For tests of the core only: the
-    PostgreSQL audit sink has its own tests and runs in the end-to-end tests."""
-
-    def __init__(self) -> None:
-        self.events: list[AuditEvent] = []
-        self.fail = False
-        self._lock = threading.Lock()
-
-    def record(self, session: Session, event: AuditEvent) -> AuditReceipt:
-        if self.fail:
-            raise RuntimeError("audit store refused the event")
-        session.flush()  # like the real sink: the result row is written before the event
-        with self._lock:
-            self.events.append(event)
-        return AuditReceipt(event_id=str(uuid.uuid4()))
-
-    def record_standalone(self, event: AuditEvent) -> AuditReceipt:
-        with self._lock:
-            self.events.append(event)
-        return AuditReceipt(event_id=str(uuid.uuid4()))
-
-
-def identity(*roles: str, name: str = "spiffe://hospital/svc/intake") -> Identity:
-    return Identity(
-        subject=f"CN={name.rsplit('/', 1)[-1]}",
-        sans=(f"URI:{name}",),
-        serial="01",
-        fingerprint_sha256="ab" * 32,
-        not_after=datetime(2030, 1, 1, tzinfo=UTC),
-        roles=frozenset(roles),
-    )
-
-
 
 
 @pytest.fixture

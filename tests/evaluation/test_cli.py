@@ -14,8 +14,8 @@ from appliance.classification.models import ClassificationResult
 from appliance.classification.taxonomy import load_taxonomy
 from appliance.evaluation.cli import classify_command, eval_command
 from appliance.review.services import ReviewService
+from tests.common.doubles import RecordingSink, identity
 from tests.common.fake_vllm import FakeVllm, status
-from tests.core.conftest import RecordingSink, identity
 from tests.evaluation.conftest import EXAMPLES, runner_for
 from tests.evaluation.files import write_docx, write_pdf
 

@@ -13,8 +13,8 @@ from appliance import review
 from appliance.app import create_app
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY
 from appliance.settings import Settings
+from tests.common.doubles import identity
 from tests.common.fake_vllm import FakeVllm
-from tests.core.conftest import identity
 
 REVIEWER = "spiffe://hospital/user/reviewer-7"
 INTAKE = "spiffe://hospital/svc/intake"

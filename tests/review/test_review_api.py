@@ -15,7 +15,7 @@ from appliance import review
 from appliance.app import create_app
 from appliance.classification.taxonomy import load_taxonomy
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY
-from tests.core.conftest import RecordingSink, identity
+from tests.common.doubles import RecordingSink, identity
 from tests.review.conftest import REVIEWER
 
 LABELS = load_taxonomy(None).names

@@ -17,8 +17,8 @@ from appliance.classification.taxonomy import TaxonomyError, load_taxonomy, pars
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY
 from appliance.settings import Settings
 from appliance.vllm.client import VllmClient, VllmConfig
+from tests.common.doubles import RecordingSink, identity
 from tests.common.fake_vllm import FakeVllm, Fault, chat_body
-from tests.core.conftest import RecordingSink, identity
 
 TAXONOMY = """
 labels:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,18 @@ def flip(h: bytes) -> bytes:
     return bytes([h[0] ^ 0x10]) + h[1:]
 
 
+def case_adder(
+    cases: list[dict[str, Any]], base: dict[str, Any], proof: list[bytes]
+) -> Callable[..., None]:
+    """``case(desc, want_error, proof, **overrides)`` appends one vector built on ``base``."""
+
+    def case(desc: str, want: str | None, case_proof: list[bytes] = proof, **over: Any) -> None:
+        vector = {**base, "proof": [b64(p) for p in case_proof], **over}
+        cases.append({**vector, "desc": desc, "want_error": want})
+
+    return case
+
+
 def inclusion_cases() -> list[dict[str, Any]]:
     cases: list[dict[str, Any]] = []
     for size in range(1, len(LEAVES) + 1):
@@ -71,22 +84,7 @@ def inclusion_cases() -> list[dict[str, Any]]:
             proof = path(index, LEAVES[:size])
             base = {"index": index, "size": size, "leaf_hash": b64(leaf), "root": b64(root)}
 
-            def case(
-                desc: str,
-                want: str | None,
-                proof: list[bytes] = proof,
-                base: Any = base,
-                **over: Any,
-            ) -> None:
-                cases.append(
-                    {
-                        **base,
-                        "proof": [b64(p) for p in proof],
-                        **over,
-                        "desc": desc,
-                        "want_error": want,
-                    }
-                )
+            case = case_adder(cases, base, proof)
 
             case("happy path", None)
             case("wrong root", "root_mismatch", root=b64(flip(root)))
@@ -108,22 +106,7 @@ def consistency_cases() -> list[dict[str, Any]]:
             proof = [] if size1 in (0, size2) else subproof(size1, LEAVES[:size2], True)
             base = {"size1": size1, "size2": size2, "root1": b64(root1), "root2": b64(root2)}
 
-            def case(
-                desc: str,
-                want: str | None,
-                proof: list[bytes] = proof,
-                base: Any = base,
-                **over: Any,
-            ) -> None:
-                cases.append(
-                    {
-                        **base,
-                        "proof": [b64(p) for p in proof],
-                        **over,
-                        "desc": desc,
-                        "want_error": want,
-                    }
-                )
+            case = case_adder(cases, base, proof)
 
             case("happy path", None)
             case("extra hash", "proof", [*proof, root2])
