@@ -1,6 +1,9 @@
-"""Database engine, the declarative base, and one session per unit of work.
+"""Database engine, the declarative base, and the three ways to borrow a connection.
 
-"Database down" is one error type (``DatabaseUnavailable``) whatever the driver said.
+``transaction`` gives an ORM session (most code); ``writing`` and ``reading`` give Core connections
+for the classification hot path, where the ORM unit of work cost more CPU than the rest of the
+request's database work (see docs/benchmarks.md). "Database down" is one error type
+(``DatabaseUnavailable``) whatever the driver said.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ import contextlib
 from collections.abc import Iterator
 
 from sqlalchemy import MetaData, create_engine, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session
 
@@ -44,15 +47,36 @@ def make_engine(settings: Settings) -> Engine:
 
 
 @contextlib.contextmanager
-def transaction(engine: Engine) -> Iterator[Session]:
-    """A session whose work commits on success and rolls back on any error."""
+def database_errors() -> Iterator[None]:
+    """Turn a lost or refused database connection into ``DatabaseUnavailable``."""
     try:
-        with Session(engine, expire_on_commit=False) as session, session.begin():
-            yield session
+        yield
     except (OperationalError, DBAPIError) as exc:
         if isinstance(exc, OperationalError) or exc.connection_invalidated:
             raise DatabaseUnavailable("the database is unavailable") from exc
         raise
+
+
+@contextlib.contextmanager
+def transaction(engine: Engine) -> Iterator[Session]:
+    """A session whose work commits on success and rolls back on any error."""
+    with database_errors(), Session(engine, expire_on_commit=False) as session, session.begin():
+        yield session
+
+
+@contextlib.contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A Core connection in a transaction that commits on success and rolls back on any error."""
+    with database_errors(), engine.begin() as connection:
+        yield connection
+
+
+@contextlib.contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A Core connection in autocommit mode, for single reads that need no transaction (it saves
+    the BEGIN and COMMIT round trips)."""
+    with database_errors(), engine.connect() as connection:
+        yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def ping(engine: Engine) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,9 @@ class AuditReceipt:
 class AuditSink(Protocol):
     """Records audit events."""
 
-    def record(self, session: Session, event: AuditEvent) -> AuditReceipt:
-        """Add the event to the caller's open transaction; it commits or rolls back with it."""
+    def record(self, connection: Connection, event: AuditEvent) -> AuditReceipt:
+        """Add the event to the caller's open transaction; it commits or rolls back with it.
+        (An ORM session's is ``session.connection()``.)"""
 
     def record_standalone(self, event: AuditEvent) -> AuditReceipt:
         """Record the event in a transaction of its own (denied or failed requests)."""

@@ -1,7 +1,7 @@
 """The appliance side of the audit log: record events (pending, lock-free) and read the log.
 
-``PostgresAuditSink`` implements ``AuditSink``: ``record`` adds the event to the caller's
-SQLAlchemy transaction (it commits with the result, or neither does); ``record_standalone`` uses
+``PostgresAuditSink`` implements ``AuditSink``: ``record`` adds the event to the caller's open
+transaction (it commits with the result, or neither does); ``record_standalone`` uses
 a transaction of its own. Document ids become HMAC pseudonyms when a key file is configured.
 Any failure raises ``AuditUnavailable``: nothing proceeds unaudited.
 """
@@ -16,9 +16,8 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from appliance.audit_bridge.interfaces import AuditEvent, AuditReceipt
 from appliance.errors import AuditUnavailable, DatabaseUnavailable
@@ -29,6 +28,8 @@ from audit.chain import format_time
 from audit.errors import AuditError
 from audit.integrity import Trust
 from audit.types import Event
+
+INSERT_PENDING = text(store.INSERT_PENDING_SA)
 
 
 class PostgresAuditSink:
@@ -68,10 +69,10 @@ class PostgresAuditSink:
         except (AuditError, ValueError) as exc:
             raise AuditUnavailable(f"the audit event is invalid: {exc}") from exc
 
-    def record(self, session: Session, event: AuditEvent) -> AuditReceipt:
+    def record(self, connection: Connection, event: AuditEvent) -> AuditReceipt:
         event_id, params = self._params(event)
         try:
-            session.execute(text(store.INSERT_PENDING_SA), params)
+            connection.execute(INSERT_PENDING, params)
         except SQLAlchemyError as exc:
             raise AuditUnavailable("the audit log could not record this request") from exc
         return AuditReceipt(event_id=event_id)
@@ -80,7 +81,7 @@ class PostgresAuditSink:
         event_id, params = self._params(event)
         try:
             with self._engine.begin() as connection:
-                connection.execute(text(store.INSERT_PENDING_SA), params)
+                connection.execute(INSERT_PENDING, params)
         except SQLAlchemyError as exc:
             raise AuditUnavailable("the audit log could not record this request") from exc
         return AuditReceipt(event_id=event_id)

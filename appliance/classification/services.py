@@ -10,18 +10,19 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
 
 from appliance import metrics
 from appliance.audit_bridge.interfaces import AuditEvent, AuditReceipt, AuditSink
+from appliance.classification import store
 from appliance.classification.content import content_sha256
 from appliance.classification.interfaces import Classification, Document, RequestContext
 from appliance.classification.labeller import Labeller
 from appliance.classification.models import ClassificationResult
-from appliance.db import transaction
+from appliance.db import reading, transaction, writing
 from appliance.errors import ApplianceError
 
 CLASSIFY_ACTION = "classify_document"
@@ -67,9 +68,9 @@ class ClassificationService:
         row.label, row.confidence, row.scores = scored.label, scored.confidence, scored.scores
         row.needs_review = scored.confidence < self.review_threshold(scored.label)
         row.truncated = labelled.truncated
-        with transaction(self._engine) as session:
-            session.add(row)
-            receipt = self._audit.record(session, self._event(context, document, digest, row))
+        with writing(self._engine) as connection:
+            store.insert_result(connection, row)
+            receipt = self._audit.record(connection, self._event(context, document, digest, row))
         metrics.CLASSIFICATIONS.labels(row.label, "model").inc()
         metrics.CONFIDENCE.observe(row.confidence)
         return as_classification(row, cached=False, receipt=receipt)
@@ -117,41 +118,31 @@ class ClassificationService:
     def _from_store(
         self, document: Document, digest: str, context: RequestContext
     ) -> Classification | None:
-        query = (
-            select(ClassificationResult)
-            .where(
-                ClassificationResult.content_sha256 == digest,
-                ClassificationResult.model == self._labeller.model,
-                ClassificationResult.taxonomy_version == self._taxonomy_version,
+        """The stored result for this content, audited as this request's answer; a new row
+        pointing at it when another document id carried the same content."""
+        with reading(self._engine) as connection:
+            earlier = store.latest_for_content(
+                connection, digest, self._labeller.model, self._taxonomy_version
             )
-            .order_by(ClassificationResult.created_at.desc())
-            .limit(1)
-        )
-        with transaction(self._engine) as session:
-            earlier = session.scalars(query).first()
-            if earlier is None:
-                return None
-            row = earlier if earlier.document_id == document.document_id else None
-            if row is None:
-                row = self._copy(earlier, document, digest, context, session)
-            receipt = self._audit.record(session, self._event(context, document, digest, row))
+        if earlier is None:
+            return None
+        row: ClassificationResult | Row[Any] = earlier
+        with writing(self._engine) as connection:
+            if earlier.document_id != document.document_id:
+                row = self._copy(earlier, document, digest, context)
+                store.insert_result(connection, row)
+            receipt = self._audit.record(connection, self._event(context, document, digest, row))
         metrics.CLASSIFICATIONS.labels(row.label, "cache").inc()
         return as_classification(row, cached=True, receipt=receipt)
 
     def _copy(
-        self,
-        earlier: ClassificationResult,
-        document: Document,
-        digest: str,
-        context: RequestContext,
-        session: Session,
+        self, earlier: Row[Any], document: Document, digest: str, context: RequestContext
     ) -> ClassificationResult:
         """A new result for another document with the same content, pointing at the original."""
         row = self._new_row(document, digest, context)
         row.label, row.confidence, row.scores = earlier.label, earlier.confidence, earlier.scores
         row.needs_review, row.truncated = earlier.needs_review, earlier.truncated
         row.cached_from = earlier.cached_from or earlier.id
-        session.add(row)
         return row
 
     def _new_row(
@@ -174,7 +165,7 @@ class ClassificationService:
         context: RequestContext,
         document: Document,
         digest: str,
-        row: ClassificationResult | None,
+        row: ClassificationResult | Row[Any] | None,
         error: ApplianceError | None = None,
     ) -> AuditEvent:
         identity = context.identity
@@ -195,7 +186,9 @@ class ClassificationService:
 
 
 def as_classification(
-    row: ClassificationResult, cached: bool | None = None, receipt: AuditReceipt | None = None
+    row: ClassificationResult | Row[Any],
+    cached: bool | None = None,
+    receipt: AuditReceipt | None = None,
 ) -> Classification:
     """A stored row as the API shows it; ``cached`` defaults to whether it reused an earlier
     result."""

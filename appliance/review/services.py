@@ -121,7 +121,8 @@ class ReviewService:
                 created_at=self._clock(),
             )
             session.add(row)
-            receipt = self._audit.record(session, self._event(context, result))
+            session.flush()  # the review row is written before its audit event
+            receipt = self._audit.record(session.connection(), self._event(context, result))
         return as_review(row, result.label, receipt)
 
     def for_document(self, document_id: str) -> list[Review]:

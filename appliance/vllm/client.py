@@ -3,15 +3,20 @@
 Connection failures, 429 and 5xx answers are retried with exponential backoff; a read timeout is
 not (the server is slow, asking again makes it slower). What is left after the retries becomes
 one of the appliance's error types: down -> 503, timeout -> 504, garbage -> 502.
+
+It is built on urllib3's connection pool: every classification makes one upstream call, and
+urllib3 spends half the CPU per call that httpx did (measured in docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
+import urllib3
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -19,6 +24,7 @@ from tenacity import (
     stop_after_attempt,
     wait_exponential_jitter,
 )
+from urllib3.exceptions import ConnectTimeoutError, EmptyPoolError, HTTPError, ReadTimeoutError
 
 from appliance import metrics
 from appliance.errors import UpstreamInvalidResponse, UpstreamTimeout, UpstreamUnavailable
@@ -38,30 +44,31 @@ class VllmConfig:
 
 
 class _RetryableStatus(Exception):
-    def __init__(self, response: httpx.Response) -> None:
-        super().__init__(f"upstream answered HTTP {response.status_code}")
+    def __init__(self, response: urllib3.BaseHTTPResponse) -> None:
+        super().__init__(f"upstream answered HTTP {response.status}")
         self.response = response
 
 
 def _is_retryable(exc: BaseException) -> bool:
-    return isinstance(exc, _RetryableStatus | httpx.ConnectError | httpx.ConnectTimeout)
+    """Answers worth asking again for; ``ConnectTimeoutError`` covers refused connections too."""
+    return isinstance(exc, _RetryableStatus | ConnectTimeoutError)
 
 
 class VllmClient:
     """Thread-safe; one per worker process, shared by all its threads."""
 
-    def __init__(self, config: VllmConfig, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, config: VllmConfig) -> None:
         self.config = config
-        headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-        self._http = httpx.Client(
-            base_url=config.base_url,
-            headers=headers,
-            timeout=httpx.Timeout(config.read_timeout_s, connect=config.connect_timeout_s),
-            limits=httpx.Limits(
-                max_connections=config.max_connections,
-                max_keepalive_connections=config.max_connections,
-            ),
-            transport=transport,
+        self._headers = {"Content-Type": "application/json"}
+        if config.api_key:
+            self._headers["Authorization"] = f"Bearer {config.api_key}"
+        self._prefix = urlsplit(config.base_url).path.rstrip("/")
+        self._http = urllib3.connection_from_url(
+            config.base_url,
+            timeout=urllib3.Timeout(connect=config.connect_timeout_s, read=config.read_timeout_s),
+            maxsize=config.max_connections,
+            block=True,
+            retries=False,  # tenacity decides what is retried
         )
         self._retrying = Retrying(
             retry=retry_if_exception(_is_retryable),
@@ -98,9 +105,15 @@ class VllmClient:
     def is_healthy(self) -> bool:
         """One quick GET /health, no retries: for readiness probes."""
         try:
-            return self._http.get("/health", timeout=self.config.connect_timeout_s).is_success
-        except httpx.HTTPError:
+            response = self._http.request(
+                "GET",
+                self._prefix + "/health",
+                headers=self._headers,
+                timeout=self.config.connect_timeout_s,
+            )
+        except HTTPError:
             return False
+        return 200 <= response.status < 300
 
     def _post_json(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
@@ -110,47 +123,55 @@ class VllmClient:
             body = _decode(response)
             outcome = "ok"
             return body
-        except httpx.TimeoutException as exc:
+        except ReadTimeoutError as exc:
             outcome = "timeout"
             raise UpstreamTimeout("the model server did not answer in time") from exc
-        except httpx.HTTPError as exc:
+        except EmptyPoolError as exc:
+            raise UpstreamUnavailable("too many calls to the model server are in flight") from exc
+        except HTTPError as exc:
             raise UpstreamInvalidResponse("the model server broke off the answer") from exc
         finally:
             metrics.UPSTREAM_LATENCY.labels(path, outcome).observe(time.perf_counter() - started)
 
-    def _post_with_retries(self, path: str, payload: dict[str, Any]) -> httpx.Response:
-        response: httpx.Response = self._retrying(self._post_once, path, payload)
+    def _post_with_retries(self, path: str, payload: dict[str, Any]) -> urllib3.BaseHTTPResponse:
+        response: urllib3.BaseHTTPResponse = self._retrying(self._post_once, path, payload)
         return response
 
-    def _post_once(self, path: str, payload: dict[str, Any]) -> httpx.Response:
-        response = self._http.post(path, json=payload)
-        if response.status_code in RETRYABLE_STATUS:
+    def _post_once(self, path: str, payload: dict[str, Any]) -> urllib3.BaseHTTPResponse:
+        response = self._http.request(
+            "POST",
+            self._prefix + path,
+            body=json.dumps(payload).encode(),
+            headers=self._headers,
+            pool_timeout=self.config.read_timeout_s,
+        )
+        if response.status in RETRYABLE_STATUS:
             raise _RetryableStatus(response)
         return response
 
 
-def _give_up(state: RetryCallState) -> httpx.Response:
+def _give_up(state: RetryCallState) -> urllib3.BaseHTTPResponse:
     """After the last attempt: translate what went wrong into the appliance's error types."""
     exc = state.outcome.exception() if state.outcome else None
     if isinstance(exc, _RetryableStatus):
-        status = exc.response.status_code
+        status = exc.response.status
         if status in (429, 503):
             raise UpstreamUnavailable(f"the model server is overloaded (HTTP {status})") from exc
         if status == 504:
             raise UpstreamTimeout("the model server timed out (HTTP 504)") from exc
         raise UpstreamInvalidResponse(f"the model server failed (HTTP {status})") from exc
-    if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
+    if isinstance(exc, ConnectTimeoutError):
         raise UpstreamUnavailable("the model server cannot be reached") from exc
     raise UpstreamUnavailable("the model server cannot be reached")
 
 
-def _decode(response: httpx.Response) -> dict[str, Any]:
-    if not response.is_success:
+def _decode(response: urllib3.BaseHTTPResponse) -> dict[str, Any]:
+    if not 200 <= response.status < 300:
         raise UpstreamInvalidResponse(
-            f"the model server refused the request (HTTP {response.status_code})"
+            f"the model server refused the request (HTTP {response.status})"
         )
     try:
-        body = response.json()
+        body = json.loads(response.data)
     except ValueError as exc:
         raise UpstreamInvalidResponse("the model server answered with malformed JSON") from exc
     if not isinstance(body, dict):

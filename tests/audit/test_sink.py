@@ -10,7 +10,6 @@ from pathlib import Path
 import psycopg
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.orm import Session
 
 from appliance.audit_bridge import services
 from appliance.audit_bridge.interfaces import AuditEvent
@@ -47,10 +46,10 @@ def _pending(url: str) -> list[dict[str, object]]:
 def test_record_commits_and_rolls_back_with_the_callers_transaction(audit_db: str) -> None:
     engine = create_engine(sqlalchemy_url(audit_db))
     sink = PostgresAuditSink(engine, KEY)
-    with Session(engine) as session, session.begin():
-        receipt = sink.record(session, _event(request_id="kept"))
-    with pytest.raises(RuntimeError), Session(engine) as session, session.begin():
-        sink.record(session, _event(request_id="rolled-back"))
+    with engine.begin() as connection:
+        receipt = sink.record(connection, _event(request_id="kept"))
+    with pytest.raises(RuntimeError), engine.begin() as connection:
+        sink.record(connection, _event(request_id="rolled-back"))
         raise RuntimeError("the result could not be stored")
     engine.dispose()
     [event] = _pending(audit_db)
