@@ -58,7 +58,7 @@ class Sealer:
         self._head_seq = -1
         self._head_chain = ChainHash(bytes(32))
         self._compact = CompactRange()
-        self._last_checkpoint = 0.0
+        self._last_checkpoint: float | None = None  # None: the first checkpoint is due at once
 
     def close(self) -> None:
         if self._conn is not None:
@@ -112,7 +112,8 @@ class Sealer:
                     log.warning("chain head moved under this sealer; reloading")
                     self._load_state()
                 sealed, seq, chain, compact = self._seal_rows(conn)
-                due = time.monotonic() - self._last_checkpoint >= self.checkpoint_interval_s
+                last = self._last_checkpoint
+                due = last is None or time.monotonic() - last >= self.checkpoint_interval_s
                 if compact.size > 0 and (force_checkpoint or due):
                     self._write_checkpoint(conn, compact, chain)
         except psycopg.OperationalError as exc:
