@@ -21,17 +21,19 @@ from audit.chain import encode_event
 from audit.errors import StoreError
 from audit.types import ChainHash, Event
 
-INSERT_PENDING = (
-    "INSERT INTO audit_pending"
-    " (event_id, event, occurred_at, actor, action, resource, outcome_status) VALUES"
-    " (%(event_id)s, %(event)s, %(occurred_at)s, %(actor)s, %(action)s, %(resource)s,"
-    " %(outcome_status)s)"
+PENDING_COLUMNS = (
+    "event_id",
+    "event",
+    "occurred_at",
+    "actor",
+    "action",
+    "resource",
+    "outcome_status",
 )
-"""psycopg placeholders; ``INSERT_PENDING_SA`` is the same statement for ``sqlalchemy.text``."""
-INSERT_PENDING_SA = (
-    "INSERT INTO audit_pending"
-    " (event_id, event, occurred_at, actor, action, resource, outcome_status) VALUES"
-    " (:event_id, :event, :occurred_at, :actor, :action, :resource, :outcome_status)"
+"""The columns an event fills in ``audit_pending``: the keys of ``pending_params``."""
+INSERT_PENDING = sql.SQL("INSERT INTO audit_pending ({}) VALUES ({})").format(
+    sql.SQL(", ").join(map(sql.Identifier, PENDING_COLUMNS)),
+    sql.SQL(", ").join(map(sql.Placeholder, PENDING_COLUMNS)),
 )
 
 

@@ -6,10 +6,12 @@ outcomes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
+from sqlalchemy import Insert
 from sqlalchemy.engine import Connection
 
 
@@ -44,12 +46,28 @@ class AuditReceipt:
     seq: int | None = None
 
 
+@dataclass(frozen=True)
+class RowInsert:
+    """An INSERT of the row an event is about, and its parameters (see ``AuditSink.record``).
+
+    ``statement`` should be a module-level constant with named bind parameters: the sink caches
+    the statement it builds around it."""
+
+    statement: Insert
+    params: Mapping[str, Any]
+
+
 class AuditSink(Protocol):
     """Records audit events."""
 
-    def record(self, connection: Connection, event: AuditEvent) -> AuditReceipt:
+    def record(
+        self, connection: Connection, event: AuditEvent, row: RowInsert | None = None
+    ) -> AuditReceipt:
         """Add the event to the caller's open transaction; it commits or rolls back with it.
-        (An ORM session's is ``session.connection()``.)"""
+        (An ORM session's is ``session.connection()``.)
+
+        With ``row``, the row and the event are inserted by one SQL statement: both are written
+        or neither, even on a connection in autocommit mode, in a single round trip."""
 
     def record_standalone(self, event: AuditEvent) -> AuditReceipt:
         """Record the event in a transaction of its own (denied or failed requests)."""

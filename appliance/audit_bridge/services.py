@@ -9,17 +9,18 @@ Any failure raises ``AuditUnavailable``: nothing proceeds unaudited.
 from __future__ import annotations
 
 import contextlib
+import functools
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import text
+from sqlalchemy import Insert, bindparam, column, insert, table
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from appliance.audit_bridge.interfaces import AuditEvent, AuditReceipt
+from appliance.audit_bridge.interfaces import AuditEvent, AuditReceipt, RowInsert
 from appliance.errors import AuditUnavailable, DatabaseUnavailable
 from appliance.settings import Settings
 from audit import checkpoint as notes
@@ -29,7 +30,17 @@ from audit.errors import AuditError
 from audit.integrity import Trust
 from audit.types import Event
 
-INSERT_PENDING = text(store.INSERT_PENDING_SA)
+PENDING = table("audit_pending", *(column(name) for name in store.PENDING_COLUMNS))
+INSERT_PENDING = insert(PENDING).values({name: bindparam(name) for name in store.PENDING_COLUMNS})
+
+
+@functools.lru_cache(maxsize=16)
+def _with_row(row_insert: Insert) -> Insert:
+    """The event's INSERT with ``row_insert`` as a data-modifying CTE: one statement."""
+    clash = set(row_insert.compile().params) & set(store.PENDING_COLUMNS)
+    if clash:
+        raise ValueError(f"the row's parameters {sorted(clash)} clash with the event's")
+    return INSERT_PENDING.add_cte(row_insert.cte("audited_row"))
 
 
 class PostgresAuditSink:
@@ -69,10 +80,15 @@ class PostgresAuditSink:
         except (AuditError, ValueError) as exc:
             raise AuditUnavailable(f"the audit event is invalid: {exc}") from exc
 
-    def record(self, connection: Connection, event: AuditEvent) -> AuditReceipt:
+    def record(
+        self, connection: Connection, event: AuditEvent, row: RowInsert | None = None
+    ) -> AuditReceipt:
         event_id, params = self._params(event)
+        statement = INSERT_PENDING
+        if row is not None:
+            statement, params = _with_row(row.statement), {**row.params, **params}
         try:
-            connection.execute(INSERT_PENDING, params)
+            connection.execute(statement, params)
         except SQLAlchemyError as exc:
             raise AuditUnavailable("the audit log could not record this request") from exc
         return AuditReceipt(event_id=event_id)

@@ -1,7 +1,7 @@
 """Classify documents and store each result atomically with its audit event.
 
 The model call happens outside any database transaction (it takes a second or more); the result
-row and its audit event are then written in one short transaction, so both commit or neither.
+row and its audit event are then written by one SQL statement, so both commit or neither.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from appliance.classification.content import content_sha256
 from appliance.classification.interfaces import Classification, Document, RequestContext
 from appliance.classification.labeller import Labeller
 from appliance.classification.models import ClassificationResult
-from appliance.db import reading, transaction, writing
+from appliance.db import autocommit, transaction
 from appliance.errors import ApplianceError
 
 CLASSIFY_ACTION = "classify_document"
@@ -68,9 +68,9 @@ class ClassificationService:
         row.label, row.confidence, row.scores = scored.label, scored.confidence, scored.scores
         row.needs_review = scored.confidence < self.review_threshold(scored.label)
         row.truncated = labelled.truncated
-        with writing(self._engine) as connection:
-            store.insert_result(connection, row)
-            receipt = self._audit.record(connection, self._event(context, document, digest, row))
+        event = self._event(context, document, digest, row)
+        with autocommit(self._engine) as connection:
+            receipt = self._audit.record(connection, event, store.result_insert(row))
         metrics.CLASSIFICATIONS.labels(row.label, "model").inc()
         metrics.CONFIDENCE.observe(row.confidence)
         return as_classification(row, cached=False, receipt=receipt)
@@ -120,18 +120,19 @@ class ClassificationService:
     ) -> Classification | None:
         """The stored result for this content, audited as this request's answer; a new row
         pointing at it when another document id carried the same content."""
-        with reading(self._engine) as connection:
+        with autocommit(self._engine) as connection:
             earlier = store.latest_for_content(
                 connection, digest, self._labeller.model, self._taxonomy_version
             )
-        if earlier is None:
-            return None
-        row: ClassificationResult | Row[Any] = earlier
-        with writing(self._engine) as connection:
+            if earlier is None:
+                return None
+            row: ClassificationResult | Row[Any] = earlier
+            copy = None
             if earlier.document_id != document.document_id:
                 row = self._copy(earlier, document, digest, context)
-                store.insert_result(connection, row)
-            receipt = self._audit.record(connection, self._event(context, document, digest, row))
+                copy = store.result_insert(row)
+            event = self._event(context, document, digest, row)
+            receipt = self._audit.record(connection, event, copy)
         metrics.CLASSIFICATIONS.labels(row.label, "cache").inc()
         return as_classification(row, cached=True, receipt=receipt)
 

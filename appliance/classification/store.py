@@ -1,8 +1,9 @@
-"""The two statements of the classification hot path, as precompiled SQLAlchemy Core.
+"""The two statements of the classification hot path, as constant SQLAlchemy Core statements.
 
-Every classification looks up an earlier result for the same content and then inserts one row.
-Core statements on a plain connection do that for a fraction of the CPU the ORM unit of work took
-(see docs/benchmarks.md); reads elsewhere (history, reviews) keep using the ORM.
+Every classification looks up an earlier result for the same content and then inserts one row
+(together with its audit event, see ``AuditSink.record``). Core statements on an autocommit
+connection do that for a fraction of the CPU and round trips the ORM unit of work took (see
+docs/benchmarks.md); reads elsewhere (history, reviews) keep using the ORM.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from sqlalchemy import Row, Table, bindparam, insert, select
 from sqlalchemy.engine import Connection
 
+from appliance.audit_bridge.interfaces import RowInsert
 from appliance.classification.models import ClassificationResult
 
 RESULTS: Table = ClassificationResult.__table__  # type: ignore[assignment]
@@ -26,7 +28,9 @@ LATEST_FOR_CONTENT = (
     .order_by(RESULTS.c.created_at.desc())
     .limit(1)
 )
-INSERT_RESULT = insert(RESULTS)
+INSERT_RESULT = insert(RESULTS).values(
+    {column.key: bindparam(column.key, type_=column.type) for column in RESULTS.c}
+)
 
 
 def latest_for_content(
@@ -39,8 +43,8 @@ def latest_for_content(
     ).first()
 
 
-def insert_result(connection: Connection, result: ClassificationResult) -> None:
-    """Insert a new (transient) result object as one row."""
-    connection.execute(
+def result_insert(result: ClassificationResult) -> RowInsert:
+    """The INSERT of a new (transient) result object as one row."""
+    return RowInsert(
         INSERT_RESULT, {column.key: getattr(result, column.key) for column in RESULTS.c}
     )

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import bindparam, column, create_engine, insert, table, text
 
 from appliance.audit_bridge import services
-from appliance.audit_bridge.interfaces import AuditEvent
+from appliance.audit_bridge.interfaces import AuditEvent, RowInsert
 from appliance.audit_bridge.services import PostgresAuditSink
 from appliance.errors import AuditUnavailable
 from audit.pseudonym import pseudonymise
@@ -57,6 +57,34 @@ def test_record_commits_and_rolls_back_with_the_callers_transaction(audit_db: st
     assert receipt.seq is None
     assert event["resource"] == pseudonymise(KEY, "MRN-1/visit-2")
     assert event["occurred_at"] == "2026-11-22T10:00:00.123456Z"
+
+
+def test_a_row_and_its_event_are_one_statement_even_in_autocommit(audit_db: str) -> None:
+    """Whichever of the two inserts fails, neither is written."""
+    engine = create_engine(sqlalchemy_url(audit_db), isolation_level="AUTOCOMMIT")
+    rows = table("scratch_rows", column("id"))
+    insert_row = insert(rows).values(id=bindparam("id"))
+    sink = PostgresAuditSink(engine)
+    with engine.connect() as connection:
+        connection.execute(text("CREATE TABLE scratch_rows (id int PRIMARY KEY)"))
+        connection.execute(
+            text("ALTER TABLE audit_pending ADD CONSTRAINT refuse CHECK (action <> 'refused')")
+        )
+        sink.record(connection, _event(request_id="first"), RowInsert(insert_row, {"id": 1}))
+        with pytest.raises(AuditUnavailable):  # the event fails
+            sink.record(
+                connection,
+                _event(request_id="refused", action="refused"),
+                RowInsert(insert_row, {"id": 2}),
+            )
+        with pytest.raises(AuditUnavailable):  # the row fails (duplicate key)
+            sink.record(
+                connection, _event(request_id="duplicate"), RowInsert(insert_row, {"id": 1})
+            )
+        stored = connection.execute(text("SELECT id FROM scratch_rows")).scalars().all()
+    engine.dispose()
+    assert stored == [1]
+    assert [event["request_id"] for event in _pending(audit_db)] == ["first"]
 
 
 def test_standalone_and_raw_ids_without_a_key(audit_db: str) -> None:

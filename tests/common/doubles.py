@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.engine import Connection
 
-from appliance.audit_bridge.interfaces import AuditEvent, AuditReceipt
+from appliance.audit_bridge.interfaces import AuditEvent, AuditReceipt, RowInsert
 from appliance.identity.interfaces import Identity
 
 FINGERPRINT = "ab" * 32
@@ -24,9 +24,13 @@ class RecordingSink:
         self.fail = False
         self._lock = threading.Lock()
 
-    def record(self, connection: Connection, event: AuditEvent) -> AuditReceipt:
+    def record(
+        self, connection: Connection, event: AuditEvent, row: RowInsert | None = None
+    ) -> AuditReceipt:
         if self.fail:
             raise RuntimeError("audit store refused the event")
+        if row is not None:
+            connection.execute(row.statement, row.params)
         with self._lock:
             self.events.append(event)
         return AuditReceipt(event_id=str(uuid.uuid4()))
