@@ -1,9 +1,10 @@
-"""Database engine, the declarative base, and the two ways to borrow a connection.
+"""Database engine, the declarative base, and the ways to borrow a connection.
 
-``transaction`` gives an ORM session (most code); ``autocommit`` gives a Core connection for the
-classification hot path, where the ORM unit of work and the BEGIN/COMMIT round trips cost more
-than the statements themselves (see docs/benchmarks.md). "Database down" is one error type
-(``DatabaseUnavailable``) whatever the driver said.
+``transaction`` gives an ORM session (most code). The classification hot path takes an
+``autocommit`` connection and runs its two statements on the psycopg connection under it
+(``driver``): the ORM unit of work, SQLAlchemy's execution layer and the BEGIN/COMMIT round trips
+cost more than the statements themselves (see docs/benchmarks.md). "Database down" is one error
+type (``DatabaseUnavailable``) whatever the driver said.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 from sqlalchemy import MetaData, create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
@@ -56,23 +58,30 @@ def make_engine(settings: Settings) -> Engine:
 
 
 def ping_idle_connections(engine: Engine, idle_s: float) -> None:
-    """Check a pooled connection with a round trip before use when it sat idle over ``idle_s``.
+    """Check a pooled connection with a round trip before use when it sat idle over ``idle_s``,
+    or when any connection was found dead since it was last used.
 
-    SQLAlchemy's ``pool_pre_ping`` pings on every checkout: two extra round trips per
-    classification, over a millisecond at p50 here. Like HikariCP's ``aliveBypassWindowMs``, a
-    connection in constant use skips the ping. If the server restarts under load, the requests
-    that picked up a dead connection fail with 503 and SQLAlchemy recycles the rest of the pool on
-    that first disconnect error; after a quiet spell (a failover, a maintenance restart), none do.
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout: an extra round trip per statement
+    group, over a millisecond per classification at p50 here. Like HikariCP's
+    ``aliveBypassWindowMs``, a connection in constant use skips the ping. If the server restarts
+    under load, the requests that picked up a dead connection fail with 503, and every other
+    pooled connection is checked before its next use; after a quiet spell (a failover, a
+    maintenance restart) no request fails.
     """
+    distrust_before = [0.0]  # checkins up to this moment predate a dead connection
 
     @event.listens_for(engine, "checkin")
     def remember_checkin(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
         record.info[_LAST_CHECKIN] = time.monotonic()
 
+    @event.listens_for(engine, "invalidate")
+    def distrust_pool(dbapi_connection: Any, record: ConnectionPoolEntry, exc: Any) -> None:
+        distrust_before[0] = time.monotonic()
+
     @event.listens_for(engine, "checkout")
     def ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
         last = record.info.get(_LAST_CHECKIN)  # None: connected just now
-        if last is None or time.monotonic() - last <= idle_s:
+        if last is None or (time.monotonic() - last <= idle_s and last > distrust_before[0]):
             return
         try:
             engine.dialect.do_ping(dbapi_connection)
@@ -105,6 +114,25 @@ def autocommit(engine: Engine) -> Iterator[Connection]:
     and COMMIT round trips."""
     with database_errors(), engine.connect() as connection:
         yield connection.execution_options(isolation_level="AUTOCOMMIT")
+
+
+@contextlib.contextmanager
+def driver(connection: Connection) -> Iterator[psycopg.Connection[Any]]:
+    """The psycopg connection under ``connection``, for statements that skip SQLAlchemy's
+    execution layer. Its errors get SQLAlchemy's treatment: a broken connection is invalidated
+    (and the rest of the pool checked, see ``ping_idle_connections``), and an
+    ``OperationalError`` becomes ``DatabaseUnavailable``."""
+    raw = connection.connection.driver_connection
+    if not isinstance(raw, psycopg.Connection):
+        raise TypeError("the appliance needs the psycopg driver (postgresql+psycopg://)")
+    try:
+        yield raw
+    except psycopg.Error as exc:
+        if raw.broken or raw.closed:
+            connection.invalidate(exc)
+        if isinstance(exc, psycopg.OperationalError):
+            raise DatabaseUnavailable("the database is unavailable") from exc
+        raise
 
 
 def ping(engine: Engine) -> None:

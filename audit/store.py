@@ -31,10 +31,15 @@ PENDING_COLUMNS = (
     "outcome_status",
 )
 """The columns an event fills in ``audit_pending``: the keys of ``pending_params``."""
-INSERT_PENDING = sql.SQL("INSERT INTO audit_pending ({}) VALUES ({})").format(
-    sql.SQL(", ").join(map(sql.Identifier, PENDING_COLUMNS)),
-    sql.SQL(", ").join(map(sql.Placeholder, PENDING_COLUMNS)),
+INSERT_PENDING = (
+    sql.SQL("INSERT INTO audit_pending ({}) VALUES ({})")
+    .format(
+        sql.SQL(", ").join(map(sql.Identifier, PENDING_COLUMNS)),
+        sql.SQL(", ").join(map(sql.Placeholder, PENDING_COLUMNS)),
+    )
+    .as_bytes()
 )
+"""Rendered once: psycopg would render a composed statement again on every execution."""
 
 
 def dsn(url: str) -> str:

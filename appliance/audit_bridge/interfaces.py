@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Insert
 from sqlalchemy.engine import Connection
 
 
@@ -50,10 +49,9 @@ class AuditReceipt:
 class RowInsert:
     """An INSERT of the row an event is about, and its parameters (see ``AuditSink.record``).
 
-    ``statement`` should be a module-level constant with named bind parameters: the sink caches
-    the statement it builds around it."""
+    ``statement`` is SQL for psycopg with named placeholders (``%(name)s``)."""
 
-    statement: Insert
+    statement: bytes
     params: Mapping[str, Any]
 
 

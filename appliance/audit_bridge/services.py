@@ -1,26 +1,25 @@
 """The appliance side of the audit log: record events (pending, lock-free) and read the log.
 
 ``PostgresAuditSink`` implements ``AuditSink``: ``record`` adds the event to the caller's open
-transaction (it commits with the result, or neither does); ``record_standalone`` uses
-a transaction of its own. Document ids become HMAC pseudonyms when a key file is configured.
-Any failure raises ``AuditUnavailable``: nothing proceeds unaudited.
+transaction (it commits with the result, or neither does), on the psycopg connection under it;
+``record_standalone`` commits it on its own. Document ids become HMAC pseudonyms when a key file
+is configured. Any failure raises ``AuditUnavailable``: nothing proceeds unaudited.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import Insert, bindparam, column, insert, table
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from appliance.audit_bridge.interfaces import AuditEvent, AuditReceipt, RowInsert
+from appliance.db import autocommit, driver
 from appliance.errors import AuditUnavailable, DatabaseUnavailable
 from appliance.settings import Settings
 from audit import checkpoint as notes
@@ -29,18 +28,6 @@ from audit.chain import format_time
 from audit.errors import AuditError
 from audit.integrity import Trust
 from audit.types import Event
-
-PENDING = table("audit_pending", *(column(name) for name in store.PENDING_COLUMNS))
-INSERT_PENDING = insert(PENDING).values({name: bindparam(name) for name in store.PENDING_COLUMNS})
-
-
-@functools.lru_cache(maxsize=16)
-def _with_row(row_insert: Insert) -> Insert:
-    """The event's INSERT with ``row_insert`` as a data-modifying CTE: one statement."""
-    clash = set(row_insert.compile().params) & set(store.PENDING_COLUMNS)
-    if clash:
-        raise ValueError(f"the row's parameters {sorted(clash)} clash with the event's")
-    return INSERT_PENDING.add_cte(row_insert.cte("audited_row"))
 
 
 class PostgresAuditSink:
@@ -84,23 +71,30 @@ class PostgresAuditSink:
         self, connection: Connection, event: AuditEvent, row: RowInsert | None = None
     ) -> AuditReceipt:
         event_id, params = self._params(event)
-        statement = INSERT_PENDING
+        statement = store.INSERT_PENDING
         if row is not None:
-            statement, params = _with_row(row.statement), {**row.params, **params}
+            statement, params = _statement_with(row), {**row.params, **params}
         try:
-            connection.execute(statement, params)
-        except SQLAlchemyError as exc:
+            with driver(connection) as raw:
+                raw.execute(statement, params)
+        except (psycopg.Error, DatabaseUnavailable) as exc:
             raise AuditUnavailable("the audit log could not record this request") from exc
         return AuditReceipt(event_id=event_id)
 
     def record_standalone(self, event: AuditEvent) -> AuditReceipt:
-        event_id, params = self._params(event)
         try:
-            with self._engine.begin() as connection:
-                connection.execute(INSERT_PENDING, params)
-        except SQLAlchemyError as exc:
+            with autocommit(self._engine) as connection:
+                return self.record(connection, event)
+        except DatabaseUnavailable as exc:
             raise AuditUnavailable("the audit log could not record this request") from exc
-        return AuditReceipt(event_id=event_id)
+
+
+def _statement_with(row: RowInsert) -> bytes:
+    """The event's INSERT with the row's as a data-modifying CTE: one statement."""
+    clash = set(row.params) & set(store.PENDING_COLUMNS)
+    if clash:
+        raise ValueError(f"the row's parameters {sorted(clash)} clash with the event's")
+    return b"WITH audited_row AS (" + row.statement + b") " + store.INSERT_PENDING
 
 
 def _trust(path: Path, origin: str) -> Trust:

@@ -10,9 +10,8 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from appliance import metrics
@@ -22,7 +21,8 @@ from appliance.classification.content import content_sha256
 from appliance.classification.interfaces import Classification, Document, RequestContext
 from appliance.classification.labeller import Labeller
 from appliance.classification.models import ClassificationResult
-from appliance.db import autocommit, transaction
+from appliance.classification.store import StoredRow
+from appliance.db import autocommit, driver, transaction
 from appliance.errors import ApplianceError
 
 CLASSIFY_ACTION = "classify_document"
@@ -121,12 +121,13 @@ class ClassificationService:
         """The stored result for this content, audited as this request's answer; a new row
         pointing at it when another document id carried the same content."""
         with autocommit(self._engine) as connection:
-            earlier = store.latest_for_content(
-                connection, digest, self._labeller.model, self._taxonomy_version
-            )
+            with driver(connection) as raw:
+                earlier = store.latest_for_content(
+                    raw, digest, self._labeller.model, self._taxonomy_version
+                )
             if earlier is None:
                 return None
-            row: ClassificationResult | Row[Any] = earlier
+            row: ClassificationResult | StoredRow = earlier
             copy = None
             if earlier.document_id != document.document_id:
                 row = self._copy(earlier, document, digest, context)
@@ -137,7 +138,7 @@ class ClassificationService:
         return as_classification(row, cached=True, receipt=receipt)
 
     def _copy(
-        self, earlier: Row[Any], document: Document, digest: str, context: RequestContext
+        self, earlier: StoredRow, document: Document, digest: str, context: RequestContext
     ) -> ClassificationResult:
         """A new result for another document with the same content, pointing at the original."""
         row = self._new_row(document, digest, context)
@@ -166,7 +167,7 @@ class ClassificationService:
         context: RequestContext,
         document: Document,
         digest: str,
-        row: ClassificationResult | Row[Any] | None,
+        row: ClassificationResult | StoredRow | None,
         error: ApplianceError | None = None,
     ) -> AuditEvent:
         identity = context.identity
@@ -187,7 +188,7 @@ class ClassificationService:
 
 
 def as_classification(
-    row: ClassificationResult | Row[Any],
+    row: ClassificationResult | StoredRow,
     cached: bool | None = None,
     receipt: AuditReceipt | None = None,
 ) -> Classification:

@@ -1,50 +1,65 @@
-"""The two statements of the classification hot path, as constant SQLAlchemy Core statements.
+"""The two statements of the classification hot path, run on the pooled psycopg connection.
 
 Every classification looks up an earlier result for the same content and then inserts one row
-(together with its audit event, see ``AuditSink.record``). Core statements on an autocommit
-connection do that for a fraction of the CPU and round trips the ORM unit of work took (see
-docs/benchmarks.md); reads elsewhere (history, reviews) keep using the ORM.
+(together with its audit event, see ``AuditSink.record``). Without the ORM unit of work and
+SQLAlchemy's execution layer, and on an autocommit connection, they cost a fraction of the CPU
+and round trips (see docs/benchmarks.md). Reads elsewhere (history, reviews) use the ORM.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, Table, bindparam, insert, select
-from sqlalchemy.engine import Connection
+import psycopg
+from psycopg import sql
+from psycopg.rows import namedtuple_row
+from psycopg.types.json import Jsonb
 
 from appliance.audit_bridge.interfaces import RowInsert
 from appliance.classification.models import ClassificationResult
 
-RESULTS: Table = ClassificationResult.__table__  # type: ignore[assignment]
+COLUMNS = tuple(column.key for column in ClassificationResult.__table__.c)
+"""Every column of ``classification_results``, as the model declares them."""
 
+StoredRow = Any
+"""A row read by ``latest_for_content``: a named tuple with the model's attribute names."""
+
+# Both rendered to bytes once: psycopg would render a composed statement on every execution.
 LATEST_FOR_CONTENT = (
-    select(RESULTS)
-    .where(
-        RESULTS.c.content_sha256 == bindparam("content_sha256"),
-        RESULTS.c.model == bindparam("model"),
-        RESULTS.c.taxonomy_version == bindparam("taxonomy_version"),
+    sql.SQL(
+        "SELECT {columns} FROM classification_results"
+        " WHERE content_sha256 = %(content_sha256)s AND model = %(model)s"
+        " AND taxonomy_version = %(taxonomy_version)s"
+        " ORDER BY created_at DESC LIMIT 1"
     )
-    .order_by(RESULTS.c.created_at.desc())
-    .limit(1)
+    .format(columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))
+    .as_bytes()
 )
-INSERT_RESULT = insert(RESULTS).values(
-    {column.key: bindparam(column.key, type_=column.type) for column in RESULTS.c}
+INSERT_RESULT = (
+    sql.SQL("INSERT INTO classification_results ({columns}) VALUES ({values})")
+    .format(
+        columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)),
+        values=sql.SQL(", ").join(map(sql.Placeholder, COLUMNS)),
+    )
+    .as_bytes()
 )
 
 
 def latest_for_content(
-    connection: Connection, content_sha256: str, model: str, taxonomy_version: str
-) -> Row[Any] | None:
+    connection: psycopg.Connection[Any], content_sha256: str, model: str, taxonomy_version: str
+) -> StoredRow | None:
     """The newest stored result for this content under this model and taxonomy, if any."""
-    return connection.execute(
-        LATEST_FOR_CONTENT,
-        {"content_sha256": content_sha256, "model": model, "taxonomy_version": taxonomy_version},
-    ).first()
+    params = {
+        "content_sha256": content_sha256,
+        "model": model,
+        "taxonomy_version": taxonomy_version,
+    }
+    with connection.cursor(row_factory=namedtuple_row) as cursor:
+        return cursor.execute(LATEST_FOR_CONTENT, params).fetchone()
 
 
 def result_insert(result: ClassificationResult) -> RowInsert:
     """The INSERT of a new (transient) result object as one row."""
-    return RowInsert(
-        INSERT_RESULT, {column.key: getattr(result, column.key) for column in RESULTS.c}
-    )
+    params = {name: getattr(result, name) for name in COLUMNS}
+    params["scores"] = Jsonb(params["scores"])
+    return RowInsert(INSERT_RESULT, params)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import bindparam, column, create_engine, insert, table, text
+from sqlalchemy import create_engine, text
 
 from appliance.audit_bridge import services
 from appliance.audit_bridge.interfaces import AuditEvent, RowInsert
@@ -62,8 +62,7 @@ def test_record_commits_and_rolls_back_with_the_callers_transaction(audit_db: st
 def test_a_row_and_its_event_are_one_statement_even_in_autocommit(audit_db: str) -> None:
     """Whichever of the two inserts fails, neither is written."""
     engine = create_engine(sqlalchemy_url(audit_db), isolation_level="AUTOCOMMIT")
-    rows = table("scratch_rows", column("id"))
-    insert_row = insert(rows).values(id=bindparam("id"))
+    insert_row = b"INSERT INTO scratch_rows (id) VALUES (%(id)s)"
     sink = PostgresAuditSink(engine)
     with engine.connect() as connection:
         connection.execute(text("CREATE TABLE scratch_rows (id int PRIMARY KEY)"))

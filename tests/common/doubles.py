@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from sqlalchemy.engine import Connection
 
 from appliance.audit_bridge.interfaces import AuditEvent, AuditReceipt, RowInsert
+from appliance.db import driver
 from appliance.identity.interfaces import Identity
 
 FINGERPRINT = "ab" * 32
@@ -30,7 +31,8 @@ class RecordingSink:
         if self.fail:
             raise RuntimeError("audit store refused the event")
         if row is not None:
-            connection.execute(row.statement, row.params)
+            with driver(connection) as raw:
+                raw.execute(row.statement, row.params)
         with self._lock:
             self.events.append(event)
         return AuditReceipt(event_id=str(uuid.uuid4()))

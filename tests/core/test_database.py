@@ -1,5 +1,5 @@
 """The engine survives a restarted database server: idle pooled connections are checked before
-use, and a dead connection found in use recycles the pool."""
+use, and a dead connection found in use gets the rest of the pool checked."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Callable
 import psycopg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import Engine
 
 from appliance import db
 from appliance.errors import DatabaseUnavailable
@@ -26,34 +27,56 @@ def _terminate_appliance_connections(admin_url: str) -> int:
     return int(killed[0])
 
 
-def _select_one(engine: object) -> int:
-    with db.autocommit(engine) as connection:  # type: ignore[arg-type]
+def _through_sqlalchemy(engine: Engine) -> int:
+    with db.autocommit(engine) as connection:
         return int(connection.execute(text("SELECT 1")).scalar_one())
 
 
+def _through_the_driver(engine: Engine) -> int:
+    """As the classification hot path runs its statements."""
+    with db.autocommit(engine) as connection, db.driver(connection) as raw:
+        row = raw.execute("SELECT 1").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+WAYS = pytest.mark.parametrize("select_one", [_through_sqlalchemy, _through_the_driver])
+
+
+@WAYS
 def test_a_connection_idle_past_the_window_is_replaced_before_use(
-    make_settings: Callable[..., Settings], pg_admin_url: str
+    make_settings: Callable[..., Settings],
+    pg_admin_url: str,
+    select_one: Callable[[Engine], int],
 ) -> None:
     engine = db.make_engine(make_settings())
     try:
-        assert _select_one(engine) == 1
+        assert select_one(engine) == 1
         assert _terminate_appliance_connections(pg_admin_url) == 1
         time.sleep(db.PING_IDLE_AFTER_S + 0.2)
-        assert _select_one(engine) == 1
+        assert select_one(engine) == 1
     finally:
         engine.dispose()
 
 
-def test_a_dead_connection_in_constant_use_fails_once_then_the_pool_recovers(
-    make_settings: Callable[..., Settings], pg_admin_url: str, monkeypatch: pytest.MonkeyPatch
+@WAYS
+def test_a_dead_connection_in_constant_use_fails_once_and_the_pool_recovers(
+    make_settings: Callable[..., Settings],
+    pg_admin_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    select_one: Callable[[Engine], int],
 ) -> None:
+    """Two pooled connections die; the request that finds the first one dead fails, the next
+    one gets the second connection checked (and replaced) although it was used just now."""
     monkeypatch.setattr(db, "PING_IDLE_AFTER_S", 3600.0)
     engine = db.make_engine(make_settings())
     try:
-        assert _select_one(engine) == 1
-        assert _terminate_appliance_connections(pg_admin_url) == 1
+        with db.autocommit(engine), db.autocommit(engine):
+            pass  # two connections in the pool
+        assert _terminate_appliance_connections(pg_admin_url) == 2
         with pytest.raises(DatabaseUnavailable):
-            _select_one(engine)
-        assert _select_one(engine) == 1
+            select_one(engine)
+        assert select_one(engine) == 1
+        assert select_one(engine) == 1
     finally:
         engine.dispose()
