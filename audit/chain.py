@@ -32,13 +32,16 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_EVENT_FIELDS = tuple(field.name for field in dataclasses.fields(Event))
+
+
 def encode_event(event: Event) -> bytes:
     """Canonical bytes of an event. Rejects malformed times and over-long fields."""
     if not _TIME.fullmatch(event.occurred_at):
         raise EventError(
             f"occurred_at: got {event.occurred_at!r}, want YYYY-MM-DDTHH:MM:SS.ffffffZ"
         )
-    fields = dataclasses.asdict(event)
+    fields = {name: getattr(event, name) for name in _EVENT_FIELDS}  # all scalars: no deep copy
     for name, value in fields.items():
         if isinstance(value, str) and len(value) > MAX_FIELD:
             raise EventError(f"{name}: got {len(value)} characters, want <= {MAX_FIELD}")
