@@ -85,7 +85,7 @@ class PostgresAuditSink:
         try:
             with autocommit(self._engine) as connection:
                 return self.record(connection, event)
-        except DatabaseUnavailable as exc:
+        except (DatabaseUnavailable, SQLAlchemyError) as exc:
             raise AuditUnavailable("the audit log could not record this request") from exc
 
 
