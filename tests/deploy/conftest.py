@@ -191,7 +191,6 @@ def _inventory(d: Deployment, ca: TestCA, server: Issued, vkey: str) -> dict[str
                 "appliance_config_dir": str(b / "etc" / "appliance"),
                 "appliance_systemd_unit_dir": units,
                 "appliance_bind": f"127.0.0.1:{d.app_port}",
-                "appliance_metrics_bind": "",
                 "appliance_workers": 1, "appliance_threads": 4,
                 "appliance_vllm_base_url": f"http://127.0.0.1:{harness.free_port()}",
                 "appliance_vllm_model": "smollm2-135m",
