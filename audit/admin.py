@@ -13,15 +13,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit import checkpoint as notes
+from audit import options
 from audit.sealer import Sealer, Signer
-
-DB = click.option(
-    "--database-url", envvar="AUDIT_DATABASE_URL", required=True, help="PostgreSQL URL."
-)
 
 
 @click.command()
-@DB
+@options.database_url()
 @click.option(
     "--signing-key",
     envvar="APPLIANCE_AUDIT_SIGNING_KEY_PATH",

@@ -1,7 +1,8 @@
 """``audit-tool``: the auditors' command line. Needs no Flask and no appliance configuration.
 
 Exit codes (mapped in one place, ``main``): 0 success, 1 tampering detected, 2 any other error.
-Database commands read ``--database-url`` (or ``AUDIT_DATABASE_URL``); a read-only role
+Database commands read ``--database-url`` (or ``AUDIT_DATABASE_URL``, or the file named by
+``AUDIT_DATABASE_URL_FILE``); a read-only role
 (``appliance_auditor``) is enough for everything except ``seal``.
 """
 
@@ -17,7 +18,7 @@ from typing import IO, Any
 import click
 
 from audit import checkpoint as notes
-from audit import export, service, store
+from audit import export, options, service, store
 from audit.admin import keygen, seal
 from audit.errors import AuditError, TamperingDetected
 from audit.integrity import Trust, VerifyResult, verify_log
@@ -26,9 +27,7 @@ from audit.pseudonym import load_key, pseudonymise
 from audit.report import render_text
 from audit.types import Checkpoint
 
-DB = click.option(
-    "--database-url", envvar="AUDIT_DATABASE_URL", required=True, help="PostgreSQL URL."
-)
+DB = options.database_url()
 KEY = click.option(
     "--public-key",
     "public_key",
@@ -95,7 +94,7 @@ def _run_verify(
 
 
 @cli.command()
-@click.option("--database-url", envvar="AUDIT_DATABASE_URL", help="PostgreSQL URL.")
+@options.database_url(required=False)
 @click.option(
     "--export",
     "export_file",

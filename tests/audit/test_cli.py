@@ -68,6 +68,25 @@ def test_keygen_then_seal_then_verify(audit_db: str, tmp_path: Path) -> None:
     assert (report["status"], report["entries"], report["unsigned_entries"]) == ("ok", 25, 0)
 
 
+def test_the_database_url_can_come_from_a_file(
+    audit_db: str, key_files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As services run the sealer: the URL (with its password) in a secret file."""
+    url_file = tmp_path / "sealer-database-url"
+    url_file.write_text(audit_db + "\n")
+    monkeypatch.delenv("AUDIT_DATABASE_URL", raising=False)
+    monkeypatch.setenv("AUDIT_DATABASE_URL_FILE", str(url_file))
+    add_events(audit_db, 3)
+    signing_key = str(key_files / "signing.pem")
+    sealed = run("seal", "--once", "--origin", ORIGIN, "--signing-key", signing_key)
+    assert sealed.exit_code == 0, sealed.output
+    verified = run("verify", "--public-key", str(key_files / "verifier.vkey"), "--json")
+    assert verified.exit_code == 0, verified.output
+    assert json.loads(verified.stdout)["entries"] == 3
+    monkeypatch.delenv("AUDIT_DATABASE_URL_FILE")
+    assert run("search").exit_code == 2  # no URL from anywhere: a usage error
+
+
 def test_read_only_role_verifies_and_reports(auditor_url: str, key_files: Path) -> None:
     vkey = str(key_files / "verifier.vkey")
     result = run("report", "--database-url", auditor_url, "--public-key", vkey)
