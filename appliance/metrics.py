@@ -45,6 +45,11 @@ CONFIDENCE = Histogram(
     "Confidence of the chosen label",
     buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
 )
+REVIEWS = Counter(
+    "appliance_reviews_total",
+    "Human reviews, by the model's label and the reviewer's (a live confusion matrix)",
+    ["model_label", "review_label"],
+)
 CACHE_HITS = Counter(
     "appliance_classification_cache_hits_total", "Classifications answered from stored results"
 )

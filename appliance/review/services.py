@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import exists, func, select, tuple_
 from sqlalchemy.engine import Engine
 
+from appliance import metrics
 from appliance.audit_bridge.interfaces import AuditEvent, AuditReceipt, AuditSink
 from appliance.classification.interfaces import Classification, RequestContext
 from appliance.classification.models import ClassificationResult
@@ -123,6 +124,7 @@ class ReviewService:
             session.add(row)
             session.flush()  # the review row is written before its audit event
             receipt = self._audit.record(session.connection(), self._event(context, result))
+        metrics.REVIEWS.labels(result.label, label).inc()
         return as_review(row, result.label, receipt)
 
     def for_document(self, document_id: str) -> list[Review]:

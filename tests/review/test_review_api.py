@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
+from prometheus_client import REGISTRY
 from sqlalchemy import create_engine, text
 
 from appliance import review
@@ -63,6 +64,8 @@ def test_review_adds_to_history_leaves_result_and_is_audited(
         second["result_id"],
     ]
     corrected = other_label(first["classification"])
+    confusion = {"model_label": first["classification"], "review_label": corrected}
+    reviews_before = REGISTRY.get_sample_value("appliance_reviews_total", confusion) or 0.0
     response = reviewer.post(
         f"/api/v1/classifications/{first['result_id']}/review",
         json={"label": corrected, "note": "pathology goes to results"},
@@ -75,6 +78,7 @@ def test_review_adds_to_history_leaves_result_and_is_audited(
     assert made["result_id"] == first["result_id"]
     assert made["taxonomy_version"] == load_taxonomy(None).version
     assert made["audit_event_id"]
+    assert REGISTRY.get_sample_value("appliance_reviews_total", confusion) == reviews_before + 1
 
     # The reviewed result left the queue; the other one is still there.
     assert [item["result_id"] for item in queue(reviewer)["results"]] == [second["result_id"]]
