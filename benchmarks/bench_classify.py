@@ -27,6 +27,7 @@ import httpx
 from appliance.classification.labeller import Labeller
 from appliance.classification.taxonomy import load_taxonomy
 from appliance.vllm.client import VllmClient, VllmConfig
+from benchmarks import cpu
 from benchmarks.loadgen import ClientTls, LoadResult, run_load
 from benchmarks.report import machine_line, write_section
 from tests.common import postgres, vllm_cpu
@@ -85,13 +86,17 @@ def overhead(stack: Stack, upstream: str, requests: int, concurrency: int) -> li
         return lambda n: ("/api/v1/classify-document", document(n, run))
 
     run_load(stack.url, classify("warm"), 300, concurrency, tls)
+    workers = cpu.children(stack.server.process.pid)
     rows = []
+    worker_cpu_ms: list[float] = []
     for in_flight, count in ((1, max(requests // 5, 100)), (concurrency, requests)):
         runs: dict[str, list[LoadResult]] = {"direct": [], "appliance": []}
         for round_number in range(3):
             runs["direct"].append(run_load(upstream, direct, count, in_flight))
             run = f"c{in_flight}r{round_number}"
+            before = cpu.cpu_seconds(workers)
             runs["appliance"].append(run_load(stack.url, classify(run), count, in_flight, tls))
+            worker_cpu_ms.append((cpu.cpu_seconds(workers) - before) * 1000 / count)
         rows.append(
             (in_flight, count, median_round(runs["direct"]), median_round(runs["appliance"]))
         )
@@ -110,7 +115,9 @@ def overhead(stack: Stack, upstream: str, requests: int, concurrency: int) -> li
         "",
         f"Added at p50, one request at a time: **{idle.p50 - idle_base.p50:.1f} ms** "
         f"(target <= 5 ms). Throughput through the appliance with {concurrency} in flight: "
-        f"**{busy.per_second:.0f} classifications/s** (target >= 300/s).",
+        f"**{busy.per_second:.0f} classifications/s** (target >= 300/s). CPU time of the "
+        f"gunicorn workers per classification, median over all rounds: "
+        f"{statistics.median(worker_cpu_ms):.1f} ms.",
         "",
     ]
 
