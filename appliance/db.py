@@ -1,9 +1,9 @@
 """Database engine, the declarative base, and the ways to borrow a connection.
 
-``transaction`` gives an ORM session (most code). The classification hot path takes an
-``autocommit`` connection and runs its two statements on the psycopg connection under it
-(``driver``): the ORM unit of work, SQLAlchemy's execution layer and the BEGIN/COMMIT round trips
-cost more than the statements themselves (see docs/benchmarks.md). "Database down" is one error
+``transaction`` gives an ORM session (most code). The classification hot path runs its two
+statements on an ``autocommit`` psycopg connection borrowed from the same pool: the ORM unit of
+work, SQLAlchemy's execution layer and the BEGIN/COMMIT round trips cost more than the
+statements themselves (see docs/benchmarks.md). "Database down" is one error
 type (``DatabaseUnavailable``) whatever the driver said.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import MetaData, create_engine, event, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -108,31 +108,46 @@ def transaction(engine: Engine) -> Iterator[Session]:
 
 
 @contextlib.contextmanager
-def autocommit(engine: Engine) -> Iterator[Connection]:
-    """A Core connection in autocommit mode: each statement commits on its own. For work that is
-    one statement per transaction (a read, or a write done in one statement), it saves the BEGIN
-    and COMMIT round trips."""
-    with database_errors(), engine.connect() as connection:
-        yield connection.execution_options(isolation_level="AUTOCOMMIT")
+def autocommit(engine: Engine) -> Iterator[psycopg.Connection[Any]]:
+    """A pooled psycopg connection in autocommit mode, for the classification hot path: each
+    statement commits on its own (a read, or a write done in one statement), which saves the
+    BEGIN and COMMIT round trips, and the statements skip SQLAlchemy's connection and execution
+    layers, which cost more CPU than the statements themselves (see docs/benchmarks.md).
 
-
-@contextlib.contextmanager
-def driver(connection: Connection) -> Iterator[psycopg.Connection[Any]]:
-    """The psycopg connection under ``connection``, for statements that skip SQLAlchemy's
-    execution layer. Its errors get SQLAlchemy's treatment: a broken connection is invalidated
-    (and the rest of the pool checked, see ``ping_idle_connections``), and an
-    ``OperationalError`` becomes ``DatabaseUnavailable``."""
-    raw = connection.connection.driver_connection
+    Errors get SQLAlchemy's treatment: a broken connection is invalidated (and the rest of the
+    pool checked, see ``ping_idle_connections``), and an ``OperationalError`` becomes
+    ``DatabaseUnavailable``. The connection goes back to the pool in transactional mode."""
+    with database_errors():
+        pooled = engine.raw_connection()
+    raw = pooled.driver_connection
     if not isinstance(raw, psycopg.Connection):
+        pooled.close()
         raise TypeError("the appliance needs the psycopg driver (postgresql+psycopg://)")
     try:
+        raw.autocommit = True
         yield raw
     except psycopg.Error as exc:
         if raw.broken or raw.closed:
-            connection.invalidate(exc)
+            pooled.invalidate(exc)
         if isinstance(exc, psycopg.OperationalError):
             raise DatabaseUnavailable("the database is unavailable") from exc
         raise
+    finally:
+        if pooled.is_valid:
+            try:
+                raw.autocommit = False
+            except psycopg.Error as exc:
+                pooled.invalidate(exc)
+        pooled.close()
+
+
+def driver_connection(session: Session) -> psycopg.Connection[Any]:
+    """The psycopg connection under an ORM session's transaction (to write an audit event in
+    it, see ``AuditSink.record``)."""
+    raw = session.connection().connection.driver_connection
+    if not isinstance(raw, psycopg.Connection):
+        raise TypeError("the appliance needs the psycopg driver (postgresql+psycopg://)")
+    return raw
 
 
 def ping(engine: Engine) -> None:

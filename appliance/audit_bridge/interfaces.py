@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy.engine import Connection
+import psycopg
 
 
 @dataclass(frozen=True)
@@ -59,10 +59,10 @@ class AuditSink(Protocol):
     """Records audit events."""
 
     def record(
-        self, connection: Connection, event: AuditEvent, row: RowInsert | None = None
+        self, connection: psycopg.Connection[Any], event: AuditEvent, row: RowInsert | None = None
     ) -> AuditReceipt:
         """Add the event to the caller's open transaction; it commits or rolls back with it.
-        (An ORM session's is ``session.connection()``.)
+        (An ORM session's connection is ``appliance.db.driver_connection(session)``.)
 
         With ``row``, the row and the event are inserted by one SQL statement: both are written
         or neither, even on a connection in autocommit mode, in a single round trip."""

@@ -1,8 +1,8 @@
 """The appliance side of the audit log: record events (pending, lock-free) and read the log.
 
 ``PostgresAuditSink`` implements ``AuditSink``: ``record`` adds the event to the caller's open
-transaction (it commits with the result, or neither does), on the psycopg connection under it;
-``record_standalone`` commits it on its own. Document ids become HMAC pseudonyms when a key file
+psycopg transaction (it commits with the result, or neither does); ``record_standalone`` commits
+it on its own. Document ids become HMAC pseudonyms when a key file
 is configured. Any failure raises ``AuditUnavailable``: nothing proceeds unaudited.
 """
 
@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from appliance.audit_bridge.interfaces import AuditEvent, AuditReceipt, RowInsert
-from appliance.db import autocommit, driver
+from appliance.db import autocommit
 from appliance.errors import AuditUnavailable, DatabaseUnavailable
 from appliance.settings import Settings
 from audit import checkpoint as notes
@@ -68,16 +68,15 @@ class PostgresAuditSink:
             raise AuditUnavailable(f"the audit event is invalid: {exc}") from exc
 
     def record(
-        self, connection: Connection, event: AuditEvent, row: RowInsert | None = None
+        self, connection: psycopg.Connection[Any], event: AuditEvent, row: RowInsert | None = None
     ) -> AuditReceipt:
         event_id, params = self._params(event)
         statement = store.INSERT_PENDING
         if row is not None:
             statement, params = _statement_with(row), {**row.params, **params}
         try:
-            with driver(connection) as raw:
-                raw.execute(statement, params)
-        except (psycopg.Error, DatabaseUnavailable) as exc:
+            connection.execute(statement, params)
+        except psycopg.Error as exc:
             raise AuditUnavailable("the audit log could not record this request") from exc
         return AuditReceipt(event_id=event_id)
 

@@ -22,7 +22,7 @@ from appliance.classification.interfaces import Classification, Document, Reques
 from appliance.classification.labeller import Labeller
 from appliance.classification.models import ClassificationResult
 from appliance.classification.store import StoredRow
-from appliance.db import autocommit, driver, transaction
+from appliance.db import autocommit, transaction
 from appliance.errors import ApplianceError
 
 CLASSIFY_ACTION = "classify_document"
@@ -121,10 +121,9 @@ class ClassificationService:
         """The stored result for this content, audited as this request's answer; a new row
         pointing at it when another document id carried the same content."""
         with autocommit(self._engine) as connection:
-            with driver(connection) as raw:
-                earlier = store.latest_for_content(
-                    raw, digest, self._labeller.model, self._taxonomy_version
-                )
+            earlier = store.latest_for_content(
+                connection, digest, self._labeller.model, self._taxonomy_version
+            )
             if earlier is None:
                 return None
             row: ClassificationResult | StoredRow = earlier

@@ -22,7 +22,7 @@ from appliance.classification.interfaces import Classification, RequestContext
 from appliance.classification.models import ClassificationResult
 from appliance.classification.services import as_classification, utc_now
 from appliance.classification.taxonomy import Taxonomy
-from appliance.db import transaction
+from appliance.db import driver_connection, transaction
 from appliance.errors import InvalidRequest, NotFound
 from appliance.review.models import ClassificationReview
 
@@ -123,7 +123,7 @@ class ReviewService:
             )
             session.add(row)
             session.flush()  # the review row is written before its audit event
-            receipt = self._audit.record(session.connection(), self._event(context, result))
+            receipt = self._audit.record(driver_connection(session), self._event(context, result))
         metrics.REVIEWS.labels(result.label, label).inc()
         return as_review(row, result.label, receipt)
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import threading
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy.engine import Connection
+import psycopg
 
 from appliance.audit_bridge.interfaces import AuditEvent, AuditReceipt, RowInsert
-from appliance.db import driver
 from appliance.identity.interfaces import Identity
 
 FINGERPRINT = "ab" * 32
@@ -26,13 +26,12 @@ class RecordingSink:
         self._lock = threading.Lock()
 
     def record(
-        self, connection: Connection, event: AuditEvent, row: RowInsert | None = None
+        self, connection: psycopg.Connection[Any], event: AuditEvent, row: RowInsert | None = None
     ) -> AuditReceipt:
         if self.fail:
             raise RuntimeError("audit store refused the event")
         if row is not None:
-            with driver(connection) as raw:
-                raw.execute(row.statement, row.params)
+            connection.execute(row.statement, row.params)
         with self._lock:
             self.events.append(event)
         return AuditReceipt(event_id=str(uuid.uuid4()))

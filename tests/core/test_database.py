@@ -27,20 +27,20 @@ def _terminate_appliance_connections(admin_url: str) -> int:
     return int(killed[0])
 
 
-def _through_sqlalchemy(engine: Engine) -> int:
-    with db.autocommit(engine) as connection:
-        return int(connection.execute(text("SELECT 1")).scalar_one())
+def _through_the_orm(engine: Engine) -> int:
+    with db.transaction(engine) as session:
+        return int(session.execute(text("SELECT 1")).scalar_one())
 
 
 def _through_the_driver(engine: Engine) -> int:
     """As the classification hot path runs its statements."""
-    with db.autocommit(engine) as connection, db.driver(connection) as raw:
-        row = raw.execute("SELECT 1").fetchone()
+    with db.autocommit(engine) as connection:
+        row = connection.execute("SELECT 1").fetchone()
     assert row is not None
     return int(row[0])
 
 
-WAYS = pytest.mark.parametrize("select_one", [_through_sqlalchemy, _through_the_driver])
+WAYS = pytest.mark.parametrize("select_one", [_through_the_orm, _through_the_driver])
 
 
 @WAYS
@@ -78,5 +78,22 @@ def test_a_dead_connection_in_constant_use_fails_once_and_the_pool_recovers(
             select_one(engine)
         assert select_one(engine) == 1
         assert select_one(engine) == 1
+    finally:
+        engine.dispose()
+
+
+def test_connections_go_back_to_the_pool_transactional(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The hot path borrows a connection in autocommit mode; the ORM after it must not be."""
+    engine = db.make_engine(make_settings(database_pool_size=1))
+    try:
+        with db.autocommit(engine) as connection:
+            borrowed = connection
+            assert connection.autocommit
+        with db.transaction(engine) as session:
+            connection = db.driver_connection(session)
+            assert connection is borrowed  # the pool's only idle connection
+            assert not connection.autocommit
     finally:
         engine.dispose()
