@@ -73,9 +73,12 @@ def median_round(runs: list[LoadResult]) -> LoadResult:
     return sorted(runs, key=lambda run: run.per_second)[len(runs) // 2]
 
 
-def overhead(stack: Stack, upstream: str, requests: int, concurrency: int) -> list[str]:
+def overhead(
+    stack: Stack, upstream: str, requests: int, concurrency: int, rounds: int
+) -> list[str]:
     """Latency one request at a time (what the appliance adds), then throughput with
-    ``concurrency`` in flight; each as the median of 3 rounds alternating with the upstream."""
+    ``concurrency`` in flight; each as the median of ``rounds`` rounds alternating with the
+    upstream (this VM's speed drifts from minute to minute)."""
     payload = chat_payload("bench", document(0, "direct")["text"])
     tls = ClientTls(stack.pki.ca_path, *stack.client_cert.pair)
 
@@ -91,7 +94,7 @@ def overhead(stack: Stack, upstream: str, requests: int, concurrency: int) -> li
     worker_cpu_ms: list[float] = []
     for in_flight, count in ((1, max(requests // 5, 100)), (concurrency, requests)):
         runs: dict[str, list[LoadResult]] = {"direct": [], "appliance": []}
-        for round_number in range(3):
+        for round_number in range(rounds):
             runs["direct"].append(run_load(upstream, direct, count, in_flight))
             run = f"c{in_flight}r{round_number}"
             before = cpu.cpu_seconds(workers)
@@ -102,7 +105,7 @@ def overhead(stack: Stack, upstream: str, requests: int, concurrency: int) -> li
         )
     (_, _, idle_base, idle), (_, _, _, busy) = rows
     return [
-        "### Overhead against an instant upstream (median round of 3, rounds alternating)",
+        f"### Overhead against an instant upstream (median round of {rounds}, rounds alternating)",
         "",
         "| in flight | requests | path | requests/s | p50 ms | p95 ms | errors |",
         "|---|---|---|---|---|---|---|",
@@ -176,7 +179,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1500)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="batch rounds against vLLM")
+    parser.add_argument("--overhead-rounds", type=int, default=5)
     parser.add_argument("--skip-vllm", action="store_true")
     args = parser.parse_args()
 
@@ -196,7 +200,9 @@ def main() -> None:
                 appliance_stack(databases.create(), upstream) as stack,
             ):
                 stack.wait_started()
-                lines += overhead(stack, upstream, args.requests, args.concurrency)
+                lines += overhead(
+                    stack, upstream, args.requests, args.concurrency, args.overhead_rounds
+                )
             print("\n".join(lines), flush=True)
             if not args.skip_vllm:
                 with (
