@@ -126,14 +126,12 @@ def autocommit(engine: Engine) -> Iterator[psycopg.Connection[Any]]:
     try:
         raw.autocommit = True
         yield raw
-    except psycopg.Error as exc:
-        if raw.broken or raw.closed:
-            pooled.invalidate(exc)
-        if isinstance(exc, psycopg.OperationalError):
-            raise DatabaseUnavailable("the database is unavailable") from exc
-        raise
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable("the database is unavailable") from exc
     finally:
-        if pooled.is_valid:
+        if raw.broken or raw.closed:  # whatever the caller made of the error
+            pooled.invalidate()
+        else:
             try:
                 raw.autocommit = False
             except psycopg.Error as exc:
