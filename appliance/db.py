@@ -119,10 +119,11 @@ def autocommit(engine: Engine) -> Iterator[psycopg.Connection[Any]]:
     ``DatabaseUnavailable``. The connection goes back to the pool in transactional mode."""
     with database_errors():
         pooled = engine.raw_connection()
-    raw = pooled.driver_connection
-    if not isinstance(raw, psycopg.Connection):
+    try:
+        raw = _psycopg(pooled.driver_connection)
+    except TypeError:
         pooled.close()
-        raise TypeError("the appliance needs the psycopg driver (postgresql+psycopg://)")
+        raise
     try:
         raw.autocommit = True
         yield raw
@@ -142,10 +143,13 @@ def autocommit(engine: Engine) -> Iterator[psycopg.Connection[Any]]:
 def driver_connection(session: Session) -> psycopg.Connection[Any]:
     """The psycopg connection under an ORM session's transaction (to write an audit event in
     it, see ``AuditSink.record``)."""
-    raw = session.connection().connection.driver_connection
-    if not isinstance(raw, psycopg.Connection):
+    return _psycopg(session.connection().connection.driver_connection)
+
+
+def _psycopg(dbapi_connection: Any) -> psycopg.Connection[Any]:
+    if not isinstance(dbapi_connection, psycopg.Connection):
         raise TypeError("the appliance needs the psycopg driver (postgresql+psycopg://)")
-    return raw
+    return dbapi_connection
 
 
 def ping(engine: Engine) -> None:
