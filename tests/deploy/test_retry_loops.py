@@ -55,15 +55,20 @@ def unguarded(task: dict[str, Any]) -> bool:
 def test_every_retry_loop_checks_the_attempt_succeeded() -> None:
     loops = _retry_loops()
     assert len(loops) >= 4, "the roles' retry loops were not found"
-    bad = [f"{path.relative_to(harness.ANSIBLE_DIR)}: {task.get('name')}"
-           for path, task in loops if unguarded(task)]
+    bad = [
+        f"{path.relative_to(harness.ANSIBLE_DIR)}: {task.get('name')}"
+        for path, task in loops
+        if unguarded(task)
+    ]
     assert not bad, f"until: reads the result of a failed attempt: {bad}"
 
 
 def test_the_guard_check_finds_the_loop_that_broke_the_drill() -> None:
     broken = {"register": "_state", "until": "not _state.query_result[0].recovering"}
-    guarded = {"register": "_state",
-               "until": "_state is succeeded and not _state.query_result[0].recovering"}
+    guarded = {
+        "register": "_state",
+        "until": "_state is succeeded and not _state.query_result[0].recovering",
+    }
     assert unguarded(broken)
     assert not unguarded(guarded)
 
@@ -74,4 +79,3 @@ def test_the_drill_waits_for_connections_before_querying() -> None:
     ready = names.index("Drill | Wait for the scratch cluster to accept connections")
     query = names.index("Drill | Wait for recovery to reach the end of the archive and promote")
     assert ready < query
-
