@@ -1,6 +1,8 @@
-"""The ``appliance`` command: serve, database migrations, configuration check.
+"""The ``appliance`` command: serve, database migrations, configuration check, and the
+``pki``, ``eval``, ``classify`` and ``taxonomy`` command groups.
 
-Errors become exit codes in one place (``main``).
+Errors become exit codes in one place, ``ApplianceGroup``: 0 success, 1 an error the appliance
+reports (its message on stderr), 2 a usage error (click's).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -19,12 +22,26 @@ from appliance.evaluation.cli import classify_command, eval_command, taxonomy
 from appliance.identity.roles import RoleConfigError, load_role_map
 from appliance.identity.tls import TlsConfigError, tls_settings_from
 from appliance.pki.cli import pki
+from appliance.pki.errors import PkiError
 from appliance.settings import Settings
 
 GUNICORN_CONF = Path(__file__).with_name("gunicorn_conf.py")
+REPORTED_ERRORS = (ApplianceError, PkiError, RoleConfigError, TlsConfigError)
+"""Errors whose message is the whole story for an operator: no traceback, exit status 1."""
 
 
-@click.group()
+class ApplianceGroup(click.Group):
+    """The one place the appliance's errors become a message and an exit status."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except REPORTED_ERRORS as exc:
+            message = exc.message if isinstance(exc, ApplianceError) else str(exc)
+            raise click.ClickException(message) from exc
+
+
+@click.group(cls=ApplianceGroup)
 def cli() -> None:
     """On-premise document classification appliance."""
 
@@ -90,16 +107,4 @@ cli.add_command(taxonomy)
 
 
 def main() -> None:
-    try:
-        cli(standalone_mode=False)
-    except click.exceptions.Abort:
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except ApplianceError as exc:
-        click.echo(f"error: {exc.message}", err=True)
-        sys.exit(1)
-    except (RoleConfigError, TlsConfigError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    cli()

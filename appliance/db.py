@@ -15,7 +15,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
 from sqlalchemy import MetaData, create_engine, event, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session
@@ -140,12 +143,6 @@ def autocommit(engine: Engine) -> Iterator[psycopg.Connection[Any]]:
         pooled.close()
 
 
-def driver_connection(session: Session) -> psycopg.Connection[Any]:
-    """The psycopg connection under an ORM session's transaction (to write an audit event in
-    it, see ``AuditSink.record``)."""
-    return _psycopg(session.connection().connection.driver_connection)
-
-
 def _psycopg(dbapi_connection: Any) -> psycopg.Connection[Any]:
     if not isinstance(dbapi_connection, psycopg.Connection):
         raise TypeError("the appliance needs the psycopg driver (postgresql+psycopg://)")
@@ -156,3 +153,27 @@ def ping(engine: Engine) -> None:
     """Raise ``DatabaseUnavailable`` unless the database answers a trivial query."""
     with transaction(engine) as session:
         session.execute(text("SELECT 1"))
+
+
+def insert_sql(model: type[Base]) -> bytes:
+    """The INSERT of one row of ``model``'s table, every column a named placeholder, rendered to
+    bytes once (psycopg would render a composed statement again on every execution)."""
+    columns = [column.key for column in model.__table__.c]
+    return (
+        sql.SQL("INSERT INTO {table} ({columns}) VALUES ({values})")
+        .format(
+            table=sql.Identifier(model.__tablename__),
+            columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
+            values=sql.SQL(", ").join(map(sql.Placeholder, columns)),
+        )
+        .as_bytes()
+    )
+
+
+def row_values(row: Base) -> dict[str, Any]:
+    """Parameters for ``insert_sql`` from a new (transient) ORM object."""
+    values = {}
+    for column in row.__table__.c:
+        value = getattr(row, column.key)
+        values[column.key] = Jsonb(value) if isinstance(column.type, JSONB) else value
+    return values

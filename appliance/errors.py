@@ -1,10 +1,12 @@
 """The appliance's error types. Each carries its HTTP status and a stable snake_case code.
 
-Domain code raises these; one registry of error handlers (``appliance.app``) turns them into the
-JSON error shape of the API contract. Nothing else builds error responses.
+Domain code raises these. ``body`` is the one definition of the JSON error shape of the API
+contract; ``appliance.error_handlers`` is the one place that turns errors into HTTP responses.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class ApplianceError(Exception):
@@ -17,6 +19,10 @@ class ApplianceError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def body(self, request_id: str | None) -> dict[str, Any]:
+        """``{"error": {"code", "message", "request_id"}}``: the API's error shape."""
+        return {"error": {"code": self.code, "message": self.message, "request_id": request_id}}
 
 
 class InvalidRequest(ApplianceError):
@@ -43,6 +49,11 @@ class Forbidden(ApplianceError):
 class NotFound(ApplianceError):
     status = 404
     code = "not_found"
+
+
+class MethodNotAllowed(ApplianceError):
+    status = 405
+    code = "method_not_allowed"
 
 
 class PayloadTooLarge(ApplianceError):
@@ -85,3 +96,13 @@ class AuditUnavailable(ServiceUnavailable):
 class UpstreamTimeout(ApplianceError):
     status = 504
     code = "upstream_timeout"
+
+
+class HttpError(ApplianceError):
+    """Any other HTTP-level refusal (werkzeug's), with its own status."""
+
+    code = "http_error"
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status

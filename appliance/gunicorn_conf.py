@@ -14,6 +14,7 @@ from prometheus_client import multiprocess
 
 from appliance.identity.tls import tls_settings_from
 from appliance.settings import Settings
+from appliance.web import services_of
 
 _settings = Settings()
 
@@ -47,7 +48,7 @@ def on_starting(server: Any) -> None:
 
 def post_worker_init(worker: Any) -> None:
     """Each worker warms the model up in the background; /health/startup waits for it."""
-    worker.wsgi.extensions["appliance.startup"].start_warm_up()
+    services_of(worker.wsgi).startup.start_warm_up()
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import logging
 
-from flask import g, has_request_context
 from pythonjsonlogger.json import JsonFormatter
+
+from appliance.web import current_request_id
 
 
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
-            record.request_id = g.get("request_id") if has_request_context() else None
+            record.request_id = current_request_id()
         return True
 
 
@@ -31,6 +32,3 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # One INFO line per upstream call is noise at hundreds of requests a second.
-    for chatty in ("httpx", "httpcore"):
-        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))

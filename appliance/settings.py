@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +24,12 @@ class Settings(BaseSettings):
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/appliance"
     database_pool_size: int = Field(default=10, ge=1)
     database_pool_timeout_s: float = Field(default=5.0, gt=0)
+
+    model_backend: Literal["vllm"] = "vllm"
+    """Which model backend answers (see ``appliance.backends``)."""
+    model_weights_digest: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
+    """Digest of the served weights, recorded as part of the model's identity (vLLM does not
+    report one)."""
 
     vllm_base_url: str = "http://127.0.0.1:8000"
     vllm_model: str = "smollm2-135m"

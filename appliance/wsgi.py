@@ -6,8 +6,9 @@ verified in the TLS handshake into the request's identity and removes anything f
 
 from appliance.app import create_app
 from appliance.identity.middleware import install_client_identity
+from appliance.services import build_services
 from appliance.settings import Settings
 
 settings = Settings()
-app = create_app(settings)
+app = create_app(build_services(settings))
 install_client_identity(app, settings.roles_path, settings.tls_crl)

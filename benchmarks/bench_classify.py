@@ -24,9 +24,10 @@ from typing import Any
 
 import httpx
 
+from appliance.backends.vllm import VllmBackend, chat_request
+from appliance.backends.vllm_client import VllmClient, VllmConfig
 from appliance.classification.labeller import Labeller
 from appliance.classification.taxonomy import load_taxonomy
-from appliance.vllm.client import VllmClient, VllmConfig
 from benchmarks import cpu
 from benchmarks.loadgen import ClientTls, LoadResult, run_load
 from benchmarks.report import machine_line, write_section
@@ -47,8 +48,9 @@ def document(n: int, run: str) -> dict[str, str]:
 
 def chat_payload(model: str, text: str) -> dict[str, Any]:
     """Exactly what the appliance sends upstream for ``text``."""
-    labeller = Labeller(VllmClient(VllmConfig("http://unused", model)), load_taxonomy(None), 1500)
-    return {"model": model, **labeller.chat_request(text)}
+    backend = VllmBackend(VllmClient(VllmConfig("http://unused", model)))
+    labeller = Labeller(backend, load_taxonomy(None), 1500)
+    return {"model": model, **chat_request(labeller.prompt(text))}
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ import time
 from appliance import migrate
 from appliance.app import create_app
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY, ROLES
+from appliance.services import build_services
 from appliance.settings import Settings
 from benchmarks.bench_classify import document, instant_upstream
 from tests.common import postgres
@@ -33,7 +34,7 @@ def main() -> None:
             url = postgres.sqlalchemy_url(databases.create())
             migrate.upgrade(url)
             with instant_upstream() as upstream:
-                app = create_app(Settings(database_url=url, vllm_base_url=upstream))
+                app = create_app(build_services(Settings(database_url=url, vllm_base_url=upstream)))
                 client = app.test_client()
                 # What the mTLS middleware would publish (environ_base is typed str-only).
                 client.environ_base[IDENTITY_ENVIRON_KEY] = identity(*ROLES)  # type: ignore[assignment]

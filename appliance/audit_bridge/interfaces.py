@@ -6,12 +6,33 @@ outcomes.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 import psycopg
+
+
+class Action(enum.StrEnum):
+    """Every operation the audit log knows, one name whether it was allowed or denied."""
+
+    CLASSIFY_DOCUMENT = "classify_document"
+    CLASSIFY_BATCH = "classify_batch"
+    READ_CLASSIFICATION = "read_classification"
+    READ_REVIEW_QUEUE = "read_review_queue"
+    REVIEW_CLASSIFICATION = "review_classification"
+    AUDIT_SEARCH = "audit_search"
+    AUDIT_READ_EVENT = "audit_read_event"
+    AUDIT_INCLUSION_PROOF = "audit_inclusion_proof"
+    AUDIT_READ_CHECKPOINT = "audit_read_checkpoint"
+    AUDIT_CONSISTENCY_PROOF = "audit_consistency_proof"
+    AUDIT_VERIFY = "audit_verify"
+    READ_OPENAPI = "read_openapi"
+    READ_METRICS = "read_metrics"
+    UNMATCHED_ROUTE = "unmatched_route"
+    """A URL or method that matches no operation."""
 
 
 @dataclass(frozen=True)
@@ -24,8 +45,7 @@ class AuditEvent:
     """Certificate subject or SAN name; None when no identity could be established."""
     actor_fingerprint: str | None
     source_address: str | None
-    action: str
-    """What was attempted, e.g. ``classify_document``, ``read_classification``, ``audit_search``."""
+    action: Action
     outcome_status: int
     """The HTTP status answered."""
     request_id: str
@@ -39,10 +59,9 @@ class AuditEvent:
 
 @dataclass(frozen=True)
 class AuditReceipt:
-    """Where the event landed: ``seq`` once sealed, else only the pending ``event_id``."""
+    """The pending event's id; the sealer gives it its place (``seq``) in the log later."""
 
     event_id: str
-    seq: int | None = None
 
 
 @dataclass(frozen=True)

@@ -30,18 +30,19 @@ from audit.integrity import Trust
 from audit.types import Event
 
 
+def resource(key: bytes | None, document_id: str | None) -> str | None:
+    """What the log stores for a document id: its pseudonym when a key is configured."""
+    if document_id is None or key is None:
+        return document_id
+    return pseudonym.pseudonymise(key, document_id)
+
+
 class PostgresAuditSink:
     """Writes audit events into ``audit_pending``; the sealer does the rest."""
 
     def __init__(self, engine: Engine, pseudonym_key: bytes | None = None) -> None:
         self._engine = engine
         self._key = pseudonym_key
-
-    def resource(self, document_id: str | None) -> str | None:
-        """What the log stores for a document id: its pseudonym when a key is configured."""
-        if document_id is None or self._key is None:
-            return document_id
-        return pseudonym.pseudonymise(self._key, document_id)
 
     def to_event(self, event: AuditEvent) -> Event:
         return Event(
@@ -54,7 +55,7 @@ class PostgresAuditSink:
             actor_fingerprint=event.actor_fingerprint,
             source_address=event.source_address,
             error_code=event.error_code,
-            resource=self.resource(event.document_id),
+            resource=resource(self._key, event.document_id),
             result_id=event.result_id,
             content_sha256=event.content_sha256,
             on_behalf_of=event.on_behalf_of,
@@ -108,9 +109,9 @@ def _trust(path: Path, origin: str) -> Trust:
 class AuditReader:
     """Read side for the auditor endpoints: psycopg connections borrowed from the app's pool."""
 
-    def __init__(self, engine: Engine, settings: Settings, sink: PostgresAuditSink) -> None:
+    def __init__(self, engine: Engine, settings: Settings, pseudonym_key: bytes | None) -> None:
         self._engine = engine
-        self._sink = sink
+        self._key = pseudonym_key
         self.origin = settings.audit_origin
         self._trust: Trust | None = None
         path = settings.audit_verifier_key_path
@@ -118,7 +119,7 @@ class AuditReader:
             self._trust = _trust(path, settings.audit_origin)
 
     def resource(self, document_id: str | None) -> str | None:
-        return self._sink.resource(document_id)
+        return resource(self._key, document_id)
 
     @property
     def trust(self) -> Trust | None:

@@ -1,6 +1,6 @@
 """Auditor endpoints (role ``auditor``). Thin: parse, call ``audit.service``, serialise.
 
-Every request here is itself audited by the request hook in ``appliance.audit_bridge``.
+Every request here is itself audited by the request hook (``appliance.audit_bridge.hooks``).
 """
 
 from __future__ import annotations
@@ -10,22 +10,23 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
+from appliance.audit_bridge.declare import audited
+from appliance.audit_bridge.interfaces import Action
 from appliance.audit_bridge.services import AuditReader
 from appliance.errors import InvalidRequest, NotFound, ServiceUnavailable
 from appliance.identity.access import requires_roles
+from appliance.web import current_services
 from audit import service, store
 from audit.errors import AuditError, ProofError, StoreError
 
 bp = Blueprint("audit", __name__, url_prefix="/api/v1/audit")
-READER_KEY = "appliance.audit_reader"
 MAX_LIMIT = 1000
 
 
 def _reader() -> AuditReader:
-    reader: AuditReader = current_app.extensions[READER_KEY]
-    return reader
+    return current_services().audit_reader
 
 
 @contextmanager
@@ -74,6 +75,7 @@ def _time(name: str) -> datetime | None:
 
 
 @bp.get("/events")
+@audited(Action.AUDIT_SEARCH)
 @requires_roles("auditor")
 def audit_search_events() -> dict[str, Any]:
     reader = _reader()
@@ -94,6 +96,7 @@ def audit_search_events() -> dict[str, Any]:
 
 
 @bp.get("/events/<int:seq>")
+@audited(Action.AUDIT_READ_EVENT)
 @requires_roles("auditor")
 def audit_get_event(seq: int) -> dict[str, Any]:
     with _translated(), _reader().connection() as conn:
@@ -104,6 +107,7 @@ def audit_get_event(seq: int) -> dict[str, Any]:
 
 
 @bp.get("/events/<int:seq>/proof")
+@audited(Action.AUDIT_INCLUSION_PROOF)
 @requires_roles("auditor")
 def audit_inclusion_proof(seq: int) -> dict[str, Any]:
     tree_size = _int("tree_size", low=1)
@@ -112,6 +116,7 @@ def audit_inclusion_proof(seq: int) -> dict[str, Any]:
 
 
 @bp.get("/checkpoints/latest")
+@audited(Action.AUDIT_READ_CHECKPOINT)
 @requires_roles("auditor")
 def audit_latest_checkpoint() -> Response:
     with _translated(), _reader().connection() as conn:
@@ -122,6 +127,7 @@ def audit_latest_checkpoint() -> Response:
 
 
 @bp.get("/consistency")
+@audited(Action.AUDIT_CONSISTENCY_PROOF)
 @requires_roles("auditor")
 def audit_consistency() -> dict[str, Any]:
     size1, size2 = _int("from", low=1), _int("to", low=1)
@@ -132,6 +138,7 @@ def audit_consistency() -> dict[str, Any]:
 
 
 @bp.post("/verify")
+@audited(Action.AUDIT_VERIFY)
 @requires_roles("auditor")
 def audit_verify() -> dict[str, Any]:
     reader = _reader()

@@ -6,17 +6,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from appliance.identity.interfaces import Identity
-
-
-@dataclass(frozen=True)
-class RequestContext:
-    """Who asked, from where, under which request id: for results and audit events."""
-
-    request_id: str
-    identity: Identity | None
-    source_address: str | None
-
 
 @dataclass(frozen=True)
 class Document:
@@ -40,5 +29,5 @@ class Classification:
     truncated: bool
     cached: bool
     created_at: datetime
-    audit_seq: int | None = None
     audit_event_id: str | None = None
+    """The audit event recorded with this answer; None for results read back from storage."""

@@ -1,18 +1,22 @@
-"""Asking the model for a label: prompt, token budget, constrained decoding, scoring."""
+"""Asking the model for a label: prompt, token budget, one constrained call, scores by label."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from appliance.classification.prompts import chat_messages, system_prompt
-from appliance.classification.scoring import Scored, score_chat_answer
+from appliance.backends.interfaces import ModelAnswer, ModelBackend, ModelIdentity, Prompt
+from appliance.classification.prompts import question, system_prompt
 from appliance.classification.taxonomy import Taxonomy
 from appliance.errors import UpstreamInvalidResponse
-from appliance.vllm.client import VllmClient
 
 WARM_UP_DOCUMENT = "Appointment reminder for next Tuesday at 10:30."
-MAX_TOP_LOGPROBS = 20
+
+
+@dataclass(frozen=True)
+class Scored:
+    label: str
+    confidence: float
+    scores: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -21,50 +25,50 @@ class Labelled:
     truncated: bool
 
 
+def scored(answer: ModelAnswer, code_to_label: dict[str, str]) -> Scored:
+    """The answer in the taxonomy's terms: the label answered and a score per label."""
+    scores = {code_to_label[code]: p for code, p in answer.probabilities.items()}
+    label = code_to_label[answer.choice]
+    return Scored(label=label, confidence=scores[label], scores=scores)
+
+
 class Labeller:
     """Turns document text into scores over the taxonomy with one constrained model call."""
 
-    def __init__(self, client: VllmClient, taxonomy: Taxonomy, max_document_tokens: int) -> None:
-        self._client = client
+    def __init__(self, backend: ModelBackend, taxonomy: Taxonomy, max_document_tokens: int) -> None:
+        self._backend = backend
         self._codes = taxonomy.code_to_label
         self._system = system_prompt(taxonomy)
         self._max_document_tokens = max_document_tokens
 
     @property
-    def model(self) -> str:
-        return self._client.config.model
+    def model(self) -> ModelIdentity:
+        return self._backend.identity
 
     def label(self, text: str) -> Labelled:
         document, truncated = self.fit_to_budget(text)
-        body = self._client.chat(self.chat_request(document))
-        return Labelled(scored=score_chat_answer(body, self._codes), truncated=truncated)
+        answer = self._backend.classify(self.prompt(document))
+        return Labelled(scored=scored(answer, self._codes), truncated=truncated)
+
+    def prompt(self, document: str) -> Prompt:
+        return Prompt(self._system, question(document), tuple(self._codes))
 
     def fit_to_budget(self, text: str) -> tuple[str, bool]:
         """Cut ``text`` to the token budget. A byte-level token spans at least one byte, so text
         no longer in bytes than the budget cannot exceed it and skips the tokenizer call."""
         if len(text.encode("utf-8")) <= self._max_document_tokens:
             return text, False
-        tokens = self._client.tokenize(text)
+        tokens = self._backend.tokenize(text)
         if len(tokens) <= self._max_document_tokens:
             return text, False
-        return self._client.detokenize(tokens[: self._max_document_tokens]), True
+        return self._backend.detokenize(tokens[: self._max_document_tokens]), True
 
     def warm_up(self) -> None:
-        """Check each code is one token for this model, then classify once so vLLM compiles the
-        answer grammar before the first real caller arrives."""
+        """Check each code is one token for this model, then classify once so the server
+        compiles the answer grammar before the first real caller arrives."""
         for code in self._codes:
-            if len(self._client.tokenize(code)) != 1:
+            if len(self._backend.tokenize(code)) != 1:
                 raise UpstreamInvalidResponse(
-                    f"answer code {code!r} is not a single token for model {self.model}"
+                    f"answer code {code!r} is not a single token for model {self.model.served_name}"
                 )
         self.label(WARM_UP_DOCUMENT)
-
-    def chat_request(self, document: str) -> dict[str, Any]:
-        return {
-            "messages": chat_messages(self._system, document),
-            "max_tokens": 1,
-            "temperature": 0.0,
-            "logprobs": True,
-            "top_logprobs": min(MAX_TOP_LOGPROBS, len(self._codes) + 5),
-            "structured_outputs": {"choice": list(self._codes)},
-        }

@@ -32,9 +32,6 @@ def system_prompt(taxonomy: Taxonomy) -> str:
     return "\n".join(lines)
 
 
-def chat_messages(system: str, document: str) -> list[dict[str, str]]:
-    """Chat messages: the cached system prefix, then the document."""
-    return [
-        {"role": "system", "content": system},
-        {"role": "user", "content": f"Document:\n{document}\n\nAnswer:"},
-    ]
+def question(document: str) -> str:
+    """The part of the prompt after the cached prefix: the document, then the cue to answer."""
+    return f"Document:\n{document}\n\nAnswer:"

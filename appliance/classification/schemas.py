@@ -1,4 +1,5 @@
-"""Request and response bodies. The same pydantic models validate requests and generate OpenAPI."""
+"""Request and response bodies. The same pydantic models validate requests and generate OpenAPI;
+``serialise`` writes a result in the shape ``ClassificationOut`` documents."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from appliance.classification.interfaces import Classification
 
 
 class DocumentIn(BaseModel):
@@ -59,8 +62,11 @@ class ClassificationOut(BaseModel):
     truncated: bool
     cached: bool
     result_id: str
-    audit_seq: int | None
-    audit_event_id: str | None = None
+    audit_event_id: str | None = Field(
+        default=None,
+        description="The audit event recorded with this answer (sealed into the log shortly "
+        "after); null on results read back from storage.",
+    )
     timestamp: datetime
 
 
@@ -85,3 +91,21 @@ class BatchOut(BaseModel):
 
 class HistoryOut(ClassificationOut):
     history: list[ClassificationOut]
+
+
+def serialise(result: Classification) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "document_id": result.document_id,
+        "classification": result.label,
+        "confidence": result.confidence,
+        "scores": result.scores,
+        "needs_review": result.needs_review,
+        "model": result.model,
+        "taxonomy_version": result.taxonomy_version,
+        "truncated": result.truncated,
+        "cached": result.cached,
+        "result_id": str(result.result_id),
+        "audit_event_id": result.audit_event_id,
+        "timestamp": result.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    }
+    return body

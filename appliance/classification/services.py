@@ -7,29 +7,26 @@ row and its audit event are then written by one SQL statement, so both commit or
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from typing import Any
 
+import psycopg
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from appliance import metrics
-from appliance.audit_bridge.interfaces import AuditEvent, AuditReceipt, AuditSink
+from appliance.audit_bridge.interfaces import Action, AuditReceipt, RowInsert
+from appliance.audit_bridge.recorder import AuditRecorder, Clock, Subject, utc_now
 from appliance.classification import store
 from appliance.classification.content import content_sha256
-from appliance.classification.interfaces import Classification, Document, RequestContext
+from appliance.classification.interfaces import Classification, Document
 from appliance.classification.labeller import Labeller
 from appliance.classification.models import ClassificationResult
 from appliance.classification.store import StoredRow
+from appliance.context import RequestContext
 from appliance.db import autocommit, transaction
 from appliance.errors import ApplianceError
-
-CLASSIFY_ACTION = "classify_document"
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class ClassificationService:
@@ -39,25 +36,37 @@ class ClassificationService:
         labeller: Labeller,
         taxonomy_version: str,
         review_threshold: float,
-        audit_sink: AuditSink,
+        audit: AuditRecorder,
         max_concurrency: int,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
         label_thresholds: Mapping[str, float] | None = None,
     ) -> None:
         """``label_thresholds`` (the taxonomy's per-label review thresholds) override
         ``review_threshold`` for results with those labels."""
         self._engine = engine
         self._labeller = labeller
+        self._model = labeller.model.served_name
         self._taxonomy_version = taxonomy_version
         self._review_threshold = review_threshold
         self._label_thresholds = dict(label_thresholds or {})
-        self._audit = audit_sink
+        self._audit = audit
         self._clock = clock
         self._pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="classify")
 
     def classify(self, document: Document, context: RequestContext) -> Classification:
-        """Answer from a stored result for the same content if there is one, else ask the model."""
+        """Answer from a stored result for the same content if there is one, else ask the model.
+        Audited either way: with the result, or as a failure with the error's status."""
         digest = content_sha256(document.text)
+        try:
+            return self._classify(document, digest, context)
+        except ApplianceError as exc:
+            subject = self._subject(document, digest, None)
+            self._audit.record_outcome(
+                context, Action.CLASSIFY_DOCUMENT, exc.status, subject, exc.code
+            )
+            raise
+
+    def _classify(self, document: Document, digest: str, context: RequestContext) -> Classification:
         reused = self._from_store(document, digest, context)
         if reused is not None:
             metrics.CACHE_HITS.inc()
@@ -68,9 +77,8 @@ class ClassificationService:
         row.label, row.confidence, row.scores = scored.label, scored.confidence, scored.scores
         row.needs_review = scored.confidence < self.review_threshold(scored.label)
         row.truncated = labelled.truncated
-        event = self._event(context, document, digest, row)
         with autocommit(self._engine) as connection:
-            receipt = self._audit.record(connection, event, store.result_insert(row))
+            receipt = self._record(connection, context, document, row, store.result_insert(row))
         metrics.CLASSIFICATIONS.labels(row.label, "model").inc()
         metrics.CONFIDENCE.observe(row.confidence)
         return as_classification(row, cached=False, receipt=receipt)
@@ -110,9 +118,6 @@ class ClassificationService:
         try:
             return self.classify(document, context)
         except ApplianceError as exc:
-            self._audit.record_standalone(
-                self._event(context, document, content_sha256(document.text), None, exc)
-            )
             return exc
 
     def _from_store(
@@ -122,7 +127,7 @@ class ClassificationService:
         pointing at it when another document id carried the same content."""
         with autocommit(self._engine) as connection:
             earlier = store.latest_for_content(
-                connection, digest, self._labeller.model, self._taxonomy_version
+                connection, digest, self._model, self._taxonomy_version
             )
             if earlier is None:
                 return None
@@ -131,8 +136,7 @@ class ClassificationService:
             if earlier.document_id != document.document_id:
                 row = self._copy(earlier, document, digest, context)
                 copy = store.result_insert(row)
-            event = self._event(context, document, digest, row)
-            receipt = self._audit.record(connection, event, copy)
+            receipt = self._record(connection, context, document, row, copy)
         metrics.CLASSIFICATIONS.labels(row.label, "cache").inc()
         return as_classification(row, cached=True, receipt=receipt)
 
@@ -154,33 +158,32 @@ class ClassificationService:
             document_id=document.document_id,
             content_sha256=digest,
             content_length=len(document.text.encode("utf-8")),
-            model=self._labeller.model,
+            model=self._model,
             taxonomy_version=self._taxonomy_version,
             requested_by=context.identity.name if context.identity else None,
             on_behalf_of=document.on_behalf_of,
             created_at=self._clock(),
         )
 
-    def _event(
+    def _record(
         self,
+        connection: psycopg.Connection[Any],
         context: RequestContext,
         document: Document,
-        digest: str,
-        row: ClassificationResult | StoredRow | None,
-        error: ApplianceError | None = None,
-    ) -> AuditEvent:
-        identity = context.identity
-        return AuditEvent(
-            occurred_at=self._clock(),
-            actor_subject=identity.name if identity else None,
-            actor_fingerprint=identity.fingerprint_sha256 if identity else None,
-            source_address=context.source_address,
-            action=CLASSIFY_ACTION,
-            outcome_status=error.status if error else 200,
-            error_code=error.code if error else None,
-            request_id=context.request_id,
+        row: ClassificationResult | StoredRow,
+        insert: RowInsert | None,
+    ) -> AuditReceipt:
+        """The classification's audit event, with ``insert`` (its new row) in one statement."""
+        subject = self._subject(document, row.content_sha256, row)
+        return self._audit.record(connection, context, Action.CLASSIFY_DOCUMENT, subject, insert)
+
+    @staticmethod
+    def _subject(
+        document: Document, digest: str, row: ClassificationResult | StoredRow | None
+    ) -> Subject:
+        return Subject(
             document_id=document.document_id,
-            result_id=str(row.id) if row else None,
+            result_id=str(row.id) if row is not None else None,
             content_sha256=digest,
             on_behalf_of=document.on_behalf_of,
         )
@@ -205,6 +208,5 @@ def as_classification(
         truncated=row.truncated,
         cached=row.cached_from is not None if cached is None else cached,
         created_at=row.created_at,
-        audit_seq=receipt.seq if receipt else None,
         audit_event_id=receipt.event_id if receipt else None,
     )

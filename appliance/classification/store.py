@@ -1,9 +1,9 @@
 """The two statements of the classification hot path, run on the pooled psycopg connection.
 
 Every classification looks up an earlier result for the same content and then inserts one row
-(together with its audit event, see ``AuditSink.record``). Without the ORM unit of work and
-SQLAlchemy's execution layer, and on an autocommit connection, they cost a fraction of the CPU
-and round trips (see docs/benchmarks.md). Reads elsewhere (history, reviews) use the ORM.
+(together with its audit event, see ``AuditRecorder.record_with_row``). Without the ORM unit of
+work and SQLAlchemy's execution layer, and on an autocommit connection, they cost a fraction of
+the CPU and round trips (see docs/benchmarks.md). Reads elsewhere (history, reviews) use the ORM.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.rows import namedtuple_row
-from psycopg.types.json import Jsonb
 
 from appliance.audit_bridge.interfaces import RowInsert
 from appliance.classification.models import ClassificationResult
+from appliance.db import insert_sql, row_values
 
 COLUMNS = tuple(column.key for column in ClassificationResult.__table__.c)
 """Every column of ``classification_results``, as the model declares them."""
@@ -24,7 +24,7 @@ COLUMNS = tuple(column.key for column in ClassificationResult.__table__.c)
 StoredRow = Any
 """A row read by ``latest_for_content``: a named tuple with the model's attribute names."""
 
-# Both rendered to bytes once: psycopg would render a composed statement on every execution.
+# Rendered to bytes once: psycopg would render a composed statement on every execution.
 LATEST_FOR_CONTENT = (
     sql.SQL(
         "SELECT {columns} FROM classification_results"
@@ -35,14 +35,7 @@ LATEST_FOR_CONTENT = (
     .format(columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))
     .as_bytes()
 )
-INSERT_RESULT = (
-    sql.SQL("INSERT INTO classification_results ({columns}) VALUES ({values})")
-    .format(
-        columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)),
-        values=sql.SQL(", ").join(map(sql.Placeholder, COLUMNS)),
-    )
-    .as_bytes()
-)
+INSERT_RESULT = insert_sql(ClassificationResult)
 
 
 def latest_for_content(
@@ -60,6 +53,4 @@ def latest_for_content(
 
 def result_insert(result: ClassificationResult) -> RowInsert:
     """The INSERT of a new (transient) result object as one row."""
-    params = {name: getattr(result, name) for name in COLUMNS}
-    params["scores"] = Jsonb(params["scores"])
-    return RowInsert(INSERT_RESULT, params)
+    return RowInsert(INSERT_RESULT, row_values(result))

@@ -91,4 +91,10 @@ def load_taxonomy(path: Path | None) -> Taxonomy:
     if path is None:
         text = resources.files("appliance.data").joinpath("default_taxonomy.yaml").read_text()
         return parse_taxonomy(text, "(built-in default)")
-    return parse_taxonomy(path.read_text(encoding="utf-8"), str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TaxonomyError(f"cannot read taxonomy {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise TaxonomyError(f"taxonomy {path} is not UTF-8 text") from exc
+    return parse_taxonomy(text, str(path))

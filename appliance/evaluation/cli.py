@@ -1,21 +1,18 @@
 """Operator commands: ``appliance eval``, ``appliance classify`` and ``appliance taxonomy``.
 
 Only option parsing lives here, so importing this module is cheap; the work is in
-``appliance.evaluation.jobs``, imported when a command runs. Each command turns the appliance's
-errors into ``click.ClickException`` (exit code 1) in one place, ``_errors``, so the commands
-behave the same standalone and under ``appliance.cli``.
+``appliance.evaluation.jobs``, imported when a command runs. Errors become exit codes in
+``appliance.cli``.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import click
 
-from appliance.errors import ApplianceError
 from appliance.evaluation.taxonomy_cli import taxonomy
 
 __all__ = ["classify_command", "eval_command", "taxonomy"]
@@ -23,17 +20,6 @@ __all__ = ["classify_command", "eval_command", "taxonomy"]
 P = ParamSpec("P")
 R = TypeVar("R")
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
-
-
-def _errors(command: Callable[P, R]) -> Callable[P, R]:
-    @functools.wraps(command)
-    def wrapped(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except ApplianceError as exc:
-            raise click.ClickException(exc.message) from exc
-
-    return wrapped
 
 
 def _target_options(command: Callable[P, R]) -> Callable[P, R]:
@@ -98,7 +84,6 @@ def _target_options(command: Callable[P, R]) -> Callable[P, R]:
     help="Confidence bins for calibration.",
 )
 @_target_options
-@_errors
 def eval_command(
     dataset: Path | None,
     out_dir: Path,
@@ -128,7 +113,6 @@ def eval_command(
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file instead of TSV.")
 @_target_options
-@_errors
 def classify_command(
     files: tuple[Path, ...],
     as_json: bool,

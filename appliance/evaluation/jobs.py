@@ -34,6 +34,7 @@ from appliance.evaluation.runner import (
     run,
 )
 from appliance.review.services import stored_corrections
+from appliance.services import build_services
 from appliance.settings import Settings
 
 
@@ -56,7 +57,7 @@ def classifier_for(target: Target) -> Iterator[Classifier]:
         with ServiceClassifier(config, target.concurrency) as remote:
             yield remote
     else:
-        with InProcessClassifier(Settings()) as local:
+        with InProcessClassifier(build_services(Settings())) as local:
             yield local
 
 
@@ -171,7 +172,7 @@ def classify_files(files: tuple[Path, ...], as_json: bool, target: Target) -> No
     failed = sum("error" in row for row in rows)
     click.echo(f"{len(rows) - failed} classified, {failed} failed", err=True)
     if failed:
-        raise click.ClickException(f"{failed} of {len(rows)} files could not be classified")
+        raise EvaluationError(f"{failed} of {len(rows)} files could not be classified")
 
 
 def _tsv(row: dict[str, Any]) -> str:

@@ -1,33 +1,31 @@
 """Running documents through the classification path, concurrently, with a progress bar.
 
-Two classifiers answer the same question: ``InProcessClassifier`` builds the application with
-``create_app`` and calls its ``ClassificationService`` (the very code behind the API, storing and
-auditing each result), and ``ServiceClassifier`` posts to a running appliance over mutual TLS.
+Two classifiers answer the same question: ``InProcessClassifier`` calls the
+``ClassificationService`` of a ``Services`` (the very code behind the API, storing and auditing
+each result), and ``ServiceClassifier`` posts to a running appliance over mutual TLS.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import ssl
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Protocol, Self
 
 import httpx
 from tqdm import tqdm  # type: ignore[import-untyped]
 
-from appliance.app import create_app
-from appliance.classification.interfaces import Document, RequestContext
-from appliance.classification.services import ClassificationService
+from appliance.classification.interfaces import Document
+from appliance.context import RequestContext
 from appliance.errors import ApplianceError, PayloadTooLarge
-from appliance.settings import Settings
+from appliance.services import Services
 
 CLI_ACTOR = "appliance-cli"
 """Recorded as ``on_behalf_of`` of in-process classifications (there is no certificate)."""
@@ -144,24 +142,18 @@ def _classify_one(classifier: Classifier, document_id: str, text: str) -> Outcom
 class InProcessClassifier:
     """The application's own ``ClassificationService``: stored, deduplicated and audited."""
 
-    def __init__(self, settings: Settings, app_factory: Callable[..., Any] = create_app) -> None:
-        self._app = app_factory(settings)
-        # One log line per upstream call would scroll the progress bar away.
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-        self._service: ClassificationService = self._app.extensions["appliance.classification"]
-        self._max_text_bytes = settings.max_text_bytes
-        self._run_id = f"cli-{uuid.uuid4().hex}"
+    def __init__(self, services: Services) -> None:
+        """Takes ownership of ``services``: ``close`` closes them."""
+        self._services = services
+        self._max_text_bytes = services.settings.max_text_bytes
+        self._context = RequestContext(f"cli-{uuid.uuid4().hex}", None, None)
 
     def classify(self, document_id: str, text: str) -> Outcome:
         """Preconditions as at the API: the text is at most ``max_text_bytes`` of UTF-8."""
         if len(text.encode("utf-8")) > self._max_text_bytes:
             raise PayloadTooLarge(f"text is larger than {self._max_text_bytes} bytes")
-        context = RequestContext(request_id=self._run_id, identity=None, source_address=None)
         document = Document(document_id=document_id, text=text, on_behalf_of=CLI_ACTOR)
-        # The batch path audits a failure on its own, as the API does for a failed item.
-        (result,) = self._service.classify_batch([document], context)
-        if isinstance(result, ApplianceError):
-            raise result
+        result = self._services.classification.classify(document, self._context)
         return Outcome(
             label=result.label,
             confidence=result.confidence,
@@ -173,8 +165,7 @@ class InProcessClassifier:
         )
 
     def close(self) -> None:
-        self._app.extensions["appliance.vllm"].close()
-        self._app.extensions["appliance.engine"].dispose()
+        self._services.close()
 
     def __enter__(self) -> Self:
         return self

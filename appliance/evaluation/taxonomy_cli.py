@@ -18,14 +18,9 @@ DEFAULT = "default"
 
 def _load(source: str | None) -> Taxonomy:
     """``None``: the configured taxonomy; ``default``: the built-in one; else a file path."""
-    try:
-        if source is None:
-            return load_taxonomy(Settings().taxonomy_path)
-        return load_taxonomy(None if source == DEFAULT else Path(source))
-    except TaxonomyError as exc:
-        raise click.ClickException(exc.message) from exc
-    except OSError as exc:
-        raise click.ClickException(f"cannot read taxonomy {source}: {exc.strerror}") from exc
+    if source is None:
+        return load_taxonomy(Settings().taxonomy_path)
+    return load_taxonomy(None if source == DEFAULT else Path(source))
 
 
 @click.group()
@@ -57,11 +52,11 @@ def validate(files: tuple[str, ...]) -> None:
     for name in files:
         try:
             click.echo(f"{name}: ok, {_load(name).version}")
-        except click.ClickException as exc:
+        except TaxonomyError as exc:
             bad += 1
             click.echo(f"{name}: INVALID: {exc.message}", err=True)
     if bad:
-        raise click.ClickException(f"{bad} of {len(files)} taxonomy files are invalid")
+        raise TaxonomyError(f"{bad} of {len(files)} taxonomy files are invalid")
 
 
 def _label_changes(old: Label, new: Label) -> list[str]:

@@ -1,7 +1,8 @@
 """Start-up state of one worker: migrations at head and the model warmed up.
 
 The warm-up runs in a background thread started by gunicorn's ``post_worker_init`` hook (never at
-import or in the app factory), retrying until vLLM answers, so a worker can start before vLLM.
+import or in the app factory), retrying until the model answers, so a worker can start before
+the model server.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class StartupState:
             with attempt:
                 self._labeller.warm_up()
         self._warmed.set()
-        log.info("model warm-up done", extra={"model": self._labeller.model})
+        log.info("model warm-up done", extra={"model": self._labeller.model.served_name})
 
     def start_warm_up(self) -> None:
         threading.Thread(target=self.warm_up, name="warm-up", daemon=True).start()

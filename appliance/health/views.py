@@ -5,27 +5,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app
-from sqlalchemy.engine import Engine
+from flask import Blueprint
 from sqlalchemy.exc import SQLAlchemyError
 
 from appliance import db
 from appliance.errors import ApplianceError
-from appliance.health.startup import StartupState
-from appliance.vllm.client import VllmClient
+from appliance.web import current_services
 
 bp = Blueprint("health", __name__)
 
 
 def _checks() -> dict[str, bool]:
-    engine: Engine = current_app.extensions["appliance.engine"]
-    vllm: VllmClient = current_app.extensions["appliance.vllm"]
+    services = current_services()
     try:
-        db.ping(engine)
+        db.ping(services.engine)
         database = True
     except ApplianceError:
         database = False
-    return {"database": database, "vllm": vllm.is_healthy()}
+    return {"database": database, "vllm": services.backend.is_healthy()}
 
 
 def _report(checks: dict[str, bool]) -> tuple[dict[str, Any], int]:
@@ -46,7 +43,7 @@ def ready() -> tuple[dict[str, Any], int]:
 
 @bp.get("/health/startup")
 def startup() -> tuple[dict[str, Any], int]:
-    state: StartupState = current_app.extensions["appliance.startup"]
+    state = current_services().startup
     try:
         migrated = state.migrations_at_head()
     except SQLAlchemyError:

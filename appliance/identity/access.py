@@ -46,7 +46,6 @@ def requires_roles(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
             require_identity(*roles)
             return view(*args, **kwargs)
 
-        guarded.required_roles = frozenset(roles)  # type: ignore[attr-defined]
         return guarded
 
     return decorate

@@ -18,22 +18,11 @@ from typing import Any, TypeVar
 import click
 
 from appliance.pki.authority import DEFAULT_SERVER_SANS, DevCA, Issued
-from appliance.pki.errors import PkiError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class _PkiGroup(click.Group):
-    """The one place where PKI errors become a message and exit status 1."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except PkiError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-
-@click.group(cls=_PkiGroup)
+@click.group()
 @click.option(
     "--dir",
     "directory",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.classification.schemas import ClassificationOut
 from appliance.classification.taxonomy import LABEL_PATTERN
 from appliance.review.models import MAX_NOTE_CHARS
+from appliance.review.services import Review
 
 
 class ReviewIn(BaseModel):
@@ -30,8 +32,10 @@ class ReviewOut(BaseModel):
     taxonomy_version: str
     reviewer: str
     note: str | None
-    audit_seq: int | None
-    audit_event_id: str | None = None
+    audit_event_id: str | None = Field(
+        default=None,
+        description="The audit event recorded with this review; null on reviews read back.",
+    )
     timestamp: datetime
 
 
@@ -39,3 +43,20 @@ class QueueOut(BaseModel):
     results: list[ClassificationOut]
     next_after: str | None
     """Pass as ``after`` for the next page; null on the last page."""
+
+
+def serialise_review(review: Review) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "source": "review",
+        "review_id": str(review.review_id),
+        "result_id": str(review.result_id),
+        "document_id": review.document_id,
+        "classification": review.label,
+        "model_classification": review.model_label,
+        "taxonomy_version": review.taxonomy_version,
+        "reviewer": review.reviewer,
+        "note": review.note,
+        "audit_event_id": review.audit_event_id,
+        "timestamp": review.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    }
+    return body

@@ -9,7 +9,6 @@ Notes are stored for the reviewers but never logged and never put into audit eve
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,17 +16,20 @@ from sqlalchemy import exists, func, select, tuple_
 from sqlalchemy.engine import Engine
 
 from appliance import metrics
-from appliance.audit_bridge.interfaces import AuditEvent, AuditReceipt, AuditSink
-from appliance.classification.interfaces import Classification, RequestContext
+from appliance.audit_bridge.interfaces import Action, AuditReceipt, RowInsert
+from appliance.audit_bridge.recorder import AuditRecorder, Clock, Subject, utc_now
+from appliance.classification.interfaces import Classification
 from appliance.classification.models import ClassificationResult
-from appliance.classification.services import as_classification, utc_now
+from appliance.classification.services import as_classification
 from appliance.classification.taxonomy import Taxonomy
-from appliance.db import driver_connection, transaction
+from appliance.context import RequestContext
+from appliance.db import autocommit, insert_sql, row_values, transaction
 from appliance.errors import InvalidRequest, NotFound
 from appliance.review.models import ClassificationReview
 
-REVIEW_ACTION = "review_classification"
 MAX_QUEUE_PAGE = 500
+INSERT_REVIEW = insert_sql(ClassificationReview)
+CREATED = 201
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,8 @@ class Review:
     reviewer: str
     note: str | None
     created_at: datetime
-    audit_seq: int | None = None
     audit_event_id: str | None = None
+    """The audit event recorded with this review; None for reviews read back from storage."""
 
 
 @dataclass(frozen=True)
@@ -66,12 +68,12 @@ class ReviewService:
         self,
         engine: Engine,
         taxonomy: Taxonomy,
-        audit_sink: AuditSink,
-        clock: Callable[[], datetime] = utc_now,
+        audit: AuditRecorder,
+        clock: Clock = utc_now,
     ) -> None:
         self._engine = engine
         self._taxonomy = taxonomy
-        self._audit = audit_sink
+        self._audit = audit
         self._clock = clock
 
     def queue(self, limit: int, after: uuid.UUID | None = None) -> list[Classification]:
@@ -98,7 +100,7 @@ class ReviewService:
     def review(
         self, result_id: uuid.UUID, label: str, note: str | None, context: RequestContext
     ) -> Review:
-        """Record a reviewer's label for a result, in one transaction with its audit event.
+        """Record a reviewer's label for a result, in one statement with its audit event.
 
         Preconditions: ``label`` is a label of the loaded taxonomy; the result exists; the
         caller has a verified identity.
@@ -107,23 +109,30 @@ class ReviewService:
             raise InvalidRequest(f"label: got {label!r}, want one of {list(self._taxonomy.names)}")
         if context.identity is None:
             raise InvalidRequest("a review needs a verified reviewer identity")
-        with transaction(self._engine) as session:
+        with transaction(self._engine) as session:  # results are never changed: read, then write
             result = session.get(ClassificationResult, result_id)
-            if result is None:
-                raise NotFound("no classification result has this id")
-            row = ClassificationReview(
-                id=uuid.uuid4(),
-                result_id=result.id,
-                document_id=result.document_id,
-                label=label,
-                taxonomy_version=self._taxonomy.version,
-                reviewer=context.identity.name,
-                note=note,
-                created_at=self._clock(),
+        if result is None:
+            raise NotFound("no classification result has this id")
+        row = ClassificationReview(
+            id=uuid.uuid4(),
+            result_id=result.id,
+            document_id=result.document_id,
+            label=label,
+            taxonomy_version=self._taxonomy.version,
+            reviewer=context.identity.name,
+            note=note,
+            created_at=self._clock(),
+        )
+        subject = Subject(
+            document_id=result.document_id,
+            result_id=str(result.id),
+            content_sha256=result.content_sha256,
+        )
+        insert = RowInsert(INSERT_REVIEW, row_values(row))
+        with autocommit(self._engine) as connection:
+            receipt = self._audit.record(
+                connection, context, Action.REVIEW_CLASSIFICATION, subject, insert, CREATED
             )
-            session.add(row)
-            session.flush()  # the review row is written before its audit event
-            receipt = self._audit.record(driver_connection(session), self._event(context, result))
         metrics.REVIEWS.labels(result.label, label).inc()
         return as_review(row, result.label, receipt)
 
@@ -142,21 +151,6 @@ class ReviewService:
     def corrections(self) -> list[Correction]:
         """Every reviewed result with its latest review's label (see ``stored_corrections``)."""
         return stored_corrections(self._engine)
-
-    def _event(self, context: RequestContext, result: ClassificationResult) -> AuditEvent:
-        identity = context.identity
-        return AuditEvent(
-            occurred_at=self._clock(),
-            actor_subject=identity.name if identity else None,
-            actor_fingerprint=identity.fingerprint_sha256 if identity else None,
-            source_address=context.source_address,
-            action=REVIEW_ACTION,
-            outcome_status=200,
-            request_id=context.request_id,
-            document_id=result.document_id,
-            result_id=str(result.id),
-            content_sha256=result.content_sha256,
-        )
 
 
 def stored_corrections(engine: Engine) -> list[Correction]:
@@ -206,6 +200,5 @@ def as_review(
         reviewer=row.reviewer,
         note=row.note,
         created_at=row.created_at,
-        audit_seq=receipt.seq if receipt else None,
         audit_event_id=receipt.event_id if receipt else None,
     )

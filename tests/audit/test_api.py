@@ -15,12 +15,12 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from appliance.app import create_app
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY
 from appliance.settings import Settings
 from audit.pseudonym import pseudonymise
 from audit.sealer import Sealer, Signer
 from tests.audit.conftest import ORIGIN
+from tests.common.apps import app_over
 from tests.common.doubles import FINGERPRINT, identity
 from tests.common.fake_vllm import FakeVllm
 from tests.common.postgres import sqlalchemy_url
@@ -41,10 +41,8 @@ def app(audit_db: str, fake_vllm: FakeVllm, key_files: Path, tmp_path: Path) -> 
         audit_pseudonym_key_path=tmp_path / "pseudonym.key",
         audit_origin=ORIGIN,
     )
-    application = create_app(settings)
-    yield application
-    application.extensions["appliance.vllm"].close()
-    application.extensions["appliance.engine"].dispose()
+    with app_over(settings) as application:
+        yield application
 
 
 @pytest.fixture
@@ -94,7 +92,7 @@ def test_classification_denied_and_auditor_query_are_each_audited(
     assert query.status_code == 200
     found = query.get_json()["events"]
     # The denied POST never reached body parsing, so it names no document; the denied GET does.
-    assert [e["action"] for e in found] == ["classify_document", "get:get_classification"]
+    assert [e["action"] for e in found] == ["classify_document", "read_classification"]
     _seal(audit_db, signer)
 
     pseudonym = pseudonymise(PSEUDONYM_KEY, DOC)
@@ -109,7 +107,7 @@ def test_classification_denied_and_auditor_query_are_each_audited(
     assert classified["occurred_at"].endswith("Z") and len(classified["occurred_at"]) == 27
 
     [refused] = _events(audit_db, denied.headers["X-Request-ID"])
-    assert refused["action"] == "post:classify_document"
+    assert refused["action"] == "classify_document"
     assert (refused["outcome_status"], refused["error_code"]) == (403, "forbidden")
     assert refused["actor_subject"] == "spiffe://hospital/svc/nosy"
 
@@ -118,7 +116,7 @@ def test_classification_denied_and_auditor_query_are_each_audited(
     assert unknown["resource"] == pseudonym
 
     [read] = _events(audit_db, query.headers["X-Request-ID"])
-    assert read["action"] == "get:audit_search_events"
+    assert read["action"] == "audit_search"
     assert read["actor_subject"] == "spiffe://hospital/people/auditor"
     assert read["outcome_status"] == 200
 

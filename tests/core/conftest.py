@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
-from appliance.app import create_app
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY, ROLES
 from appliance.settings import Settings
+from tests.common.apps import app_over
 from tests.common.doubles import RecordingSink, identity
 from tests.common.fake_vllm import FakeVllm
 
@@ -42,19 +42,16 @@ def make_client(
 ) -> Iterator[Callable[..., FlaskClient]]:
     """``make_client(*roles, **settings)``: a test client of a new app whose requests carry a
     verified identity holding ``roles`` (default: every role)."""
-    apps: list[Flask] = []
+    with contextlib.ExitStack() as apps:
 
-    def make(*roles: str, **overrides: object) -> FlaskClient:
-        application = create_app(make_settings(**overrides), audit_sink=audit_sink)
-        apps.append(application)
-        test_client = application.test_client()
-        test_client.environ_base[IDENTITY_ENVIRON_KEY] = identity(*(roles or ROLES))
-        return test_client
+        def make(*roles: str, **overrides: object) -> FlaskClient:
+            settings = make_settings(**overrides)
+            application = apps.enter_context(app_over(settings, audit_sink=audit_sink))
+            test_client = application.test_client()
+            test_client.environ_base[IDENTITY_ENVIRON_KEY] = identity(*(roles or ROLES))
+            return test_client
 
-    yield make
-    for application in apps:
-        application.extensions["appliance.vllm"].close()
-        application.extensions["appliance.engine"].dispose()
+        yield make
 
 
 @pytest.fixture

@@ -92,7 +92,7 @@ def test_connections_go_back_to_the_pool_transactional(
             borrowed = connection
             assert connection.autocommit
         with db.transaction(engine) as session:
-            connection = db.driver_connection(session)
+            connection = session.connection().connection.driver_connection
             assert connection is borrowed  # the pool's only idle connection
             assert not connection.autocommit
     finally:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from flask.testing import FlaskClient
 
+from appliance.web import services_of
 from tests.common.fake_vllm import FakeVllm
 from tests.common.postgres import sqlalchemy_url
 from tests.core.test_upstream_faults import closed_port
@@ -33,7 +34,7 @@ def test_startup_waits_for_the_warm_up(client: FlaskClient, fake_vllm: FakeVllm)
     before = client.get("/health/startup")
     assert before.status_code == 503
     assert before.get_json()["checks"] == {"migrations_at_head": True, "warmed_up": False}
-    client.application.extensions["appliance.startup"].warm_up()
+    services_of(client.application).startup.warm_up()
     assert client.get("/health/startup").status_code == 200
     tokenized = [payload["prompt"] for path, payload in fake_vllm.requests if path == "/tokenize"]
     assert tokenized == ["A", "B", "C", "D", "E"], "each answer code is checked to be one token"

@@ -100,7 +100,10 @@ def test_garbage_is_502_and_stores_nothing(
     assert status == 502, body
     assert body["error"]["code"] == "upstream_invalid_response"
     assert stored_rows(clean_database) == 0
-    assert audit_sink.events == []
+    # The failed request is audited as such, and nothing else is.
+    assert [(e.action, e.outcome_status, e.error_code, e.result_id) for e in audit_sink.events] == [
+        ("classify_document", 502, "upstream_invalid_response", None)
+    ]
 
 
 def test_one_failing_batch_item_does_not_fail_the_others(

@@ -63,7 +63,7 @@ def test_allowed_denied_and_auditor_requests_are_audited_without_text(stack: Sta
     assert refused["actor_subject"] == "spiffe://hospital/svc/stranger"
     assert refused["actor_fingerprint"] and refused["result_id"] is None
     audit_read = events[searched.headers["X-Request-ID"]]
-    assert audit_read["action"] == "get:audit_search_events"
+    assert audit_read["action"] == "audit_search"
     assert audit_read["outcome_status"] == 200
 
     dump = subprocess.run(

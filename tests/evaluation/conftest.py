@@ -14,8 +14,6 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "labelled-synthetic.jsonl"
 
 
-
-
 def runner_for(database_url: str, vllm_url: str, **extra: str) -> CliRunner:
     return CliRunner(
         env={

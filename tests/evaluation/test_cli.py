@@ -9,10 +9,11 @@ from pathlib import Path
 from click.testing import CliRunner
 from sqlalchemy import create_engine, select
 
-from appliance.classification.interfaces import RequestContext
+from appliance.audit_bridge.recorder import AuditRecorder
 from appliance.classification.models import ClassificationResult
 from appliance.classification.taxonomy import load_taxonomy
-from appliance.evaluation.cli import classify_command, eval_command
+from appliance.cli import cli
+from appliance.context import RequestContext
 from appliance.review.services import ReviewService
 from tests.common.doubles import RecordingSink, identity
 from tests.common.fake_vllm import FakeVllm, status
@@ -41,7 +42,7 @@ def test_eval_in_process_report_matches_stored_results(
     runner: CliRunner, clean_database: str, tmp_path: Path
 ) -> None:
     result = runner.invoke(
-        eval_command, [str(EXAMPLES), "--out", str(tmp_path), "--no-progress", "--concurrency", "4"]
+        cli, ["eval", str(EXAMPLES), "--out", str(tmp_path), "--no-progress", "--concurrency", "4"]
     )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report.json").read_text())
@@ -69,8 +70,8 @@ def test_eval_counts_failures_and_keeps_going(
     dataset = write_dataset(tmp_path / "six.jsonl", rows)
     fake_vllm.script(status(500), status(500))
     result = runner.invoke(
-        eval_command,
-        [str(dataset), "--out", str(tmp_path / "r"), "--no-progress", "--concurrency", "1"],
+        cli,
+        ["eval", str(dataset), "--out", str(tmp_path / "r"), "--no-progress", "--concurrency", "1"],
     )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "r" / "report.json").read_text())
@@ -91,11 +92,11 @@ def test_eval_rejects_bad_datasets(runner: CliRunner, tmp_path: Path) -> None:
     }
     for name, (content, message) in cases.items():
         (tmp_path / name).write_text(content)
-        result = runner.invoke(eval_command, [str(tmp_path / name), "--out", str(tmp_path / "o")])
+        result = runner.invoke(cli, ["eval", str(tmp_path / name), "--out", str(tmp_path / "o")])
         assert result.exit_code == 1, (name, result.output)
         assert message in result.output, (name, result.output)
     assert not (tmp_path / "o").exists()
-    result = runner.invoke(eval_command, ["--out", str(tmp_path / "o")])
+    result = runner.invoke(cli, ["eval", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "either DATASET or --from-reviews" in result.output
 
 
@@ -107,18 +108,18 @@ def test_eval_from_reviews_scores_the_corrections(
         for i in range(4)
     ]
     dataset = write_dataset(tmp_path / "four.jsonl", rows)
-    assert runner.invoke(eval_command, [str(dataset), "--out", str(tmp_path / "a")]).exit_code == 0
+    assert runner.invoke(cli, ["eval", str(dataset), "--out", str(tmp_path / "a")]).exit_code == 0
     engine = create_engine(clean_database)
     with engine.connect() as connection:
         results = {r.document_id: r for r in connection.execute(select(ClassificationResult))}
-    reviews = ReviewService(engine, load_taxonomy(None), RecordingSink())
+    reviews = ReviewService(engine, load_taxonomy(None), AuditRecorder(RecordingSink()))
     context = RequestContext("req", identity("reviewer", name="spiffe://h/u/r"), None)
     # Reviewers confirm r-0's model label and correct r-1 to a label the model did not give.
     reviews.review(results["r-0"].id, results["r-0"].label, None, context)
     wrong = next(label for label in LABELS if label != results["r-1"].label)
     reviews.review(results["r-1"].id, wrong, None, context)
     engine.dispose()
-    result = runner.invoke(eval_command, ["--from-reviews", "--out", str(tmp_path / "b")])
+    result = runner.invoke(cli, ["eval", "--from-reviews", "--out", str(tmp_path / "b")])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "b" / "report.json").read_text())
     assert report["count"] == 2 and report["accuracy"] == 0.5
@@ -137,7 +138,7 @@ def test_classify_text_pdf_docx_and_reports_bad_files(
     broken = tmp_path / "broken.pdf"
     broken.write_bytes(b"%PDF-1.4 truncated")
     files = [note, empty, pdf, broken, document]
-    result = runner.invoke(classify_command, [*map(str, files), "--no-progress"])
+    result = runner.invoke(cli, ["classify", *map(str, files), "--no-progress"])
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     assert [line.split("\t")[0] for line in lines] == [str(path) for path in files]
@@ -161,7 +162,7 @@ def test_classify_text_pdf_docx_and_reports_bad_files(
 def test_classify_json_output_all_good(runner: CliRunner, tmp_path: Path) -> None:
     note = tmp_path / "letter.txt"
     note.write_text("Appointment reminder for Tuesday.")
-    result = runner.invoke(classify_command, [str(note), "--json", "--no-progress"])
+    result = runner.invoke(cli, ["classify", str(note), "--json", "--no-progress"])
     assert result.exit_code == 0, result.output
     (row,) = [json.loads(line) for line in result.stdout.splitlines()]
     assert row["file"] == str(note) and row["classification"] in LABELS
@@ -175,7 +176,7 @@ def test_classify_in_process_keeps_the_api_text_limit(
     small.write_text("Short letter.")
     large.write_text("A much longer letter than twenty bytes.")
     runner = runner_for(clean_database, fake_vllm.url, APPLIANCE_MAX_TEXT_BYTES="20")
-    result = runner.invoke(classify_command, [str(small), str(large), "--no-progress"])
+    result = runner.invoke(cli, ["classify", str(small), str(large), "--no-progress"])
     assert result.exit_code == 1
     lines = [line.split("\t") for line in result.stdout.splitlines()]
     assert lines[0][1] in LABELS

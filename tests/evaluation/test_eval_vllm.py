@@ -15,7 +15,7 @@ from matplotlib import image
 
 from appliance import migrate
 from appliance.classification.taxonomy import load_taxonomy
-from appliance.evaluation.cli import classify_command, eval_command
+from appliance.cli import cli
 from tests.common.postgres import sqlalchemy_url
 from tests.evaluation.conftest import EXAMPLES, runner_for
 from tests.evaluation.files import write_docx, write_pdf
@@ -31,7 +31,7 @@ def test_eval_example_set_writes_json_markdown_and_png(
     migrate.upgrade(database_url)
     runner = runner_for(database_url, vllm_server, APPLIANCE_VLLM_MAX_RETRIES="2")
     out = tmp_path / "report"
-    result = runner.invoke(eval_command, [str(EXAMPLES), "--out", str(out), "--no-progress"])
+    result = runner.invoke(cli, ["eval", str(EXAMPLES), "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
 
     report = json.loads((out / "report.json").read_text())
@@ -50,7 +50,7 @@ def test_eval_example_set_writes_json_markdown_and_png(
         assert image.imread(out / name).shape[0] >= 400
 
     # The same content again is answered from the stored results (same model and taxonomy).
-    again = runner.invoke(eval_command, [str(EXAMPLES), "--out", str(tmp_path / "again")])
+    again = runner.invoke(cli, ["eval", str(EXAMPLES), "--out", str(tmp_path / "again")])
     assert again.exit_code == 0, again.output
     second = json.loads((tmp_path / "again" / "report.json").read_text())
     assert second["run"]["cached"] == 40
@@ -67,7 +67,7 @@ def test_classify_files_with_the_real_model(
     empty = tmp_path / "empty.txt"
     empty.write_text(" ")
     runner = runner_for(database_url, vllm_server, APPLIANCE_VLLM_MAX_RETRIES="2")
-    result = runner.invoke(classify_command, [str(pdf), str(docx_file), str(empty), "--json"])
+    result = runner.invoke(cli, ["classify", str(pdf), str(docx_file), str(empty), "--json"])
     assert result.exit_code == 1
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [row.get("classification") in LABELS for row in rows] == [True, True, False]

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from appliance.classification.taxonomy import load_taxonomy
-from appliance.evaluation.cli import classify_command, eval_command
+from appliance.cli import cli
 from tests.common.fake_vllm import FakeVllm, running_fake_vllm
 from tests.common.stack import Stack, appliance_stack
 from tests.evaluation.files import write_pdf
@@ -43,7 +43,7 @@ def test_classify_and_eval_through_the_service(
     note = tmp_path / "note.txt"
     note.write_text("Discharge summary: patient stable, follow up in clinic.")
     pdf = write_pdf(tmp_path / "claim.pdf", "Claim 4411 denied, resubmit with modifier.")
-    result = CliRunner().invoke(classify_command, [str(note), str(pdf), *tls_options(stack)])
+    result = CliRunner().invoke(cli, ["classify", str(note), str(pdf), *tls_options(stack)])
     assert result.exit_code == 0, result.output
     assert [line.split("\t")[1] in LABELS for line in result.stdout.splitlines()] == [True, True]
     chats = [p for path, p in upstream.requests if path == "/v1/chat/completions"]
@@ -56,9 +56,7 @@ def test_classify_and_eval_through_the_service(
         )
     )
     out = tmp_path / "report"
-    result = CliRunner().invoke(
-        eval_command, [str(dataset), "--out", str(out), *tls_options(stack)]
-    )
+    result = CliRunner().invoke(cli, ["eval", str(dataset), "--out", str(out), *tls_options(stack)])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     assert report["count"] == 3 and report["run"]["mode"] == "service"
@@ -70,7 +68,7 @@ def test_without_a_client_certificate_every_file_fails_clearly(
 ) -> None:
     note = tmp_path / "note.txt"
     note.write_text("Appointment reminder.")
-    result = CliRunner().invoke(classify_command, [str(note), *tls_options(stack, False)])
+    result = CliRunner().invoke(cli, ["classify", str(note), *tls_options(stack, False)])
     assert result.exit_code == 1
     assert result.stdout.split("\t")[1:3] == ["ERROR", "connection_error"]
     assert "1 of 1 files could not be classified" in result.output

@@ -8,7 +8,7 @@ import yaml
 from click.testing import CliRunner
 
 from appliance.classification.taxonomy import load_taxonomy
-from appliance.evaluation.cli import taxonomy
+from appliance.cli import cli
 
 DEFAULT = load_taxonomy(None)
 
@@ -27,12 +27,12 @@ def changed_copy(tmp_path: Path) -> Path:
 
 
 def test_show_default_and_configured(tmp_path: Path) -> None:
-    result = CliRunner().invoke(taxonomy, ["show", "default"])
+    result = CliRunner().invoke(cli, ["taxonomy", "show", "default"])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0] == f"version {DEFAULT.version}"
     assert "A  CLINICAL_NOTES" in result.output and "E  ADMINISTRATIVE" in result.output
     path = changed_copy(tmp_path)
-    result = CliRunner(env={"APPLIANCE_TAXONOMY_PATH": str(path)}).invoke(taxonomy, ["show"])
+    result = CliRunner(env={"APPLIANCE_TAXONOMY_PATH": str(path)}).invoke(cli, ["taxonomy", "show"])
     assert "D  REFERRALS" not in result.output and "E  REFERRALS" in result.output
     assert "C  TEST_RESULTS  [review < 0.8]" in result.output
 
@@ -41,17 +41,17 @@ def test_validate(tmp_path: Path) -> None:
     good = changed_copy(tmp_path)
     bad = tmp_path / "bad.yaml"
     bad.write_text("labels: [{name: lower, description: x}, {name: B, description: y}]")
-    result = CliRunner().invoke(taxonomy, ["validate", str(good), str(bad)])
+    result = CliRunner().invoke(cli, ["taxonomy", "validate", str(good), str(bad)])
     assert result.exit_code == 1
     assert f"{good}: ok, {load_taxonomy(good).version}" in result.stdout
     assert f"{bad}: INVALID" in result.stderr
     assert "1 of 2 taxonomy files are invalid" in result.stderr
-    assert CliRunner().invoke(taxonomy, ["validate", str(good)]).exit_code == 0
+    assert CliRunner().invoke(cli, ["taxonomy", "validate", str(good)]).exit_code == 0
 
 
 def test_diff(tmp_path: Path) -> None:
     new = changed_copy(tmp_path)
-    result = CliRunner().invoke(taxonomy, ["diff", "default", str(new)])
+    result = CliRunner().invoke(cli, ["taxonomy", "diff", "default", str(new)])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == [
         f"version {DEFAULT.version} -> {load_taxonomy(new).version}",
@@ -62,7 +62,7 @@ def test_diff(tmp_path: Path) -> None:
         "~ ADMINISTRATIVE: answer code E -> D",
         "results made with the old version will not be reused: re-run the evaluation",
     ]
-    same = CliRunner().invoke(taxonomy, ["diff", "default", "default"])
+    same = CliRunner().invoke(cli, ["taxonomy", "diff", "default", "default"])
     assert same.output == "identical\n"
-    missing = CliRunner().invoke(taxonomy, ["diff", "default", str(tmp_path / "nope.yaml")])
+    missing = CliRunner().invoke(cli, ["taxonomy", "diff", "default", str(tmp_path / "nope.yaml")])
     assert missing.exit_code == 1 and "cannot read taxonomy" in missing.output

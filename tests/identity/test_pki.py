@@ -11,12 +11,12 @@ from click.testing import CliRunner, Result
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from appliance.cli import cli
 from appliance.pki import DevCA, PkiError
-from appliance.pki.cli import pki
 
 
 def run(directory: Path, *args: str) -> Result:
-    result = CliRunner().invoke(pki, ["--dir", str(directory), *args])
+    result = CliRunner().invoke(cli, ["pki", "--dir", str(directory), *args])
     return result
 
 

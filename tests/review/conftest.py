@@ -9,17 +9,14 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from appliance import review
-from appliance.app import create_app
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY
 from appliance.settings import Settings
+from tests.common.apps import app_over
 from tests.common.doubles import identity
 from tests.common.fake_vllm import FakeVllm
 
 REVIEWER = "spiffe://hospital/user/reviewer-7"
 INTAKE = "spiffe://hospital/svc/intake"
-
-
 
 
 @pytest.fixture
@@ -32,12 +29,8 @@ def app(clean_database: str, fake_vllm: FakeVllm) -> Iterator[Flask]:
         database_pool_size=4,
         review_threshold=1.0,
     )
-    application = create_app(settings)
-    if "appliance.review" not in application.extensions:  # until the lead wires it in create_app
-        review.init_app(application)
-    yield application
-    application.extensions["appliance.vllm"].close()
-    application.extensions["appliance.engine"].dispose()
+    with app_over(settings) as application:
+        yield application
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 from sqlalchemy import create_engine, text
 
-from appliance import review
-from appliance.app import create_app
 from appliance.classification.taxonomy import load_taxonomy
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY
+from appliance.web import services_of
+from tests.common.apps import app_over
 from tests.common.doubles import RecordingSink, identity
 from tests.review.conftest import REVIEWER
 
@@ -149,14 +149,14 @@ def test_roles_and_denials_are_audited(
     )
     events = {
         event["request_id"]: (event["action"], event["actor"], event["outcome_status"])
-        for action in ("get:review_queue", "post:review_classification")
+        for action in ("read_review_queue", "review_classification")
         for event in audit_events(clean_database, action)
         if event["request_id"].startswith(run)
     }
     assert events == {
-        f"{run}-1": ("get:review_queue", "spiffe://hospital/svc/intake", 403),
-        f"{run}-2": ("post:review_classification", "spiffe://hospital/svc/intake", 403),
-        f"{run}-3": ("get:review_queue", REVIEWER, 200),
+        f"{run}-1": ("read_review_queue", "spiffe://hospital/svc/intake", 403),
+        f"{run}-2": ("review_classification", "spiffe://hospital/svc/intake", 403),
+        f"{run}-3": ("read_review_queue", REVIEWER, 200),
     }
 
 
@@ -188,7 +188,7 @@ def test_reviewing_twice_keeps_both_and_corrections_take_the_latest(
         assert response.status_code == 201
     history = classifier.get("/api/v1/classifications/doc").get_json()["history"]
     assert [item["classification"] for item in history[:2]] == ["AUTHORIZATION", "BILLING"]
-    corrections = app.extensions["appliance.review"].corrections()
+    corrections = services_of(app).review.corrections()
     assert [(str(c.result_id), c.predicted, c.gold) for c in corrections] == [
         (result["result_id"], result["classification"], "AUTHORIZATION")
     ]
@@ -200,14 +200,12 @@ def test_no_review_is_stored_when_the_audit_write_fails(
     result_id = classify(classifier, "doc", "Statement of account.")["result_id"]
     sink = RecordingSink()
     sink.fail = True
-    failing = create_app(app.extensions["appliance.settings"], audit_sink=sink)
-    if "appliance.review" not in failing.extensions:  # until the lead wires it in create_app
-        review.init_app(failing)
-    client = failing.test_client()
-    client.environ_base[IDENTITY_ENVIRON_KEY] = identity("reviewer", name=REVIEWER)
-    response = client.post(f"/api/v1/classifications/{result_id}/review", json={"label": "BILLING"})
-    failing.extensions["appliance.engine"].dispose()
-    failing.extensions["appliance.vllm"].close()
+    with app_over(services_of(app).settings, audit_sink=sink) as failing:
+        client = failing.test_client()
+        client.environ_base[IDENTITY_ENVIRON_KEY] = identity("reviewer", name=REVIEWER)
+        response = client.post(
+            f"/api/v1/classifications/{result_id}/review", json={"label": "BILLING"}
+        )
     assert response.status_code == 500
     assert [item["result_id"] for item in queue(reviewer)["results"]] == [result_id]
     history = classifier.get("/api/v1/classifications/doc").get_json()["history"]

@@ -9,14 +9,17 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine
 
-from appliance.app import create_app
-from appliance.classification.interfaces import Document, RequestContext
+from appliance.audit_bridge.recorder import AuditRecorder
+from appliance.backends.vllm import VllmBackend
+from appliance.backends.vllm_client import VllmClient, VllmConfig
+from appliance.classification.interfaces import Document
 from appliance.classification.labeller import Labeller
 from appliance.classification.services import ClassificationService
 from appliance.classification.taxonomy import TaxonomyError, load_taxonomy, parse_taxonomy
+from appliance.context import RequestContext
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY
 from appliance.settings import Settings
-from appliance.vllm.client import VllmClient, VllmConfig
+from tests.common.apps import app_over
 from tests.common.doubles import RecordingSink, identity
 from tests.common.fake_vllm import FakeVllm, Fault, chat_body
 
@@ -63,10 +66,10 @@ def test_service_uses_the_label_threshold(fake_vllm: FakeVllm, migrated_database
     engine = create_engine(migrated_database_url)
     service = ClassificationService(
         engine=engine,
-        labeller=Labeller(client, taxonomy, 1000),
+        labeller=Labeller(VllmBackend(client), taxonomy, 1000),
         taxonomy_version=taxonomy.version,
         review_threshold=0.5,
-        audit_sink=RecordingSink(),
+        audit=AuditRecorder(RecordingSink()),
         max_concurrency=2,
         label_thresholds=taxonomy.review_thresholds,
     )
@@ -104,15 +107,11 @@ def test_the_app_uses_the_taxonomy_thresholds(
         review_threshold=1.0,
         database_pool_size=2,
     )
-    app = create_app(settings, audit_sink=RecordingSink())
-    client = app.test_client()
-    client.environ_base[IDENTITY_ENVIRON_KEY] = identity("classifier")
-    try:
+    with app_over(settings, audit_sink=RecordingSink()) as app:
+        client = app.test_client()
+        client.environ_base[IDENTITY_ENVIRON_KEY] = identity("classifier")
         response = client.post(
             "/api/v1/classify-document", json={"document_id": "t-app", "text": "wired?"}
         )
-    finally:
-        app.extensions["appliance.vllm"].close()
-        app.extensions["appliance.engine"].dispose()
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["needs_review"] is False

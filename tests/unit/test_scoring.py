@@ -1,4 +1,5 @@
-"""Scores come from the log-probabilities, renormalised over the label codes."""
+"""Scores come from the log-probabilities, renormalised over the label codes (the vLLM
+backend reads the answer, the labeller names the labels)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,15 @@ import math
 
 import pytest
 
-from appliance.classification.scoring import score_chat_answer
+from appliance.backends.vllm_scoring import answer_from_chat
+from appliance.classification.labeller import Scored, scored
 from appliance.errors import UpstreamInvalidResponse
 
 CODES = {"A": "CLINICAL_NOTES", "B": "BILLING", "C": "TEST_RESULTS"}
+
+
+def score_chat_answer(body: dict, code_to_label: dict[str, str]) -> Scored:
+    return scored(answer_from_chat(body, tuple(code_to_label)), code_to_label)
 
 
 def body(content: str, top: list[tuple[str, float]]) -> dict:

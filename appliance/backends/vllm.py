@@ -1,0 +1,73 @@
+"""The production model backend: vLLM's OpenAI-compatible chat API with constrained decoding.
+
+One call per document: the instructions as the system message (a cached prefix), the document
+as the user message, ``structured_outputs`` limiting the answer to the codes, ``max_tokens`` 1,
+and the top log-probabilities of that token as the scores (see ``vllm_scoring``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from appliance.backends.interfaces import ModelAnswer, ModelIdentity, Prompt
+from appliance.backends.vllm_client import VllmClient, VllmConfig
+from appliance.backends.vllm_scoring import answer_from_chat
+from appliance.settings import Settings
+
+MAX_TOP_LOGPROBS = 20
+"""vLLM returns at most 20 top log-probabilities per token by default."""
+
+
+class VllmBackend:
+    """``ModelBackend`` over a ``VllmClient``."""
+
+    def __init__(self, client: VllmClient, weights_digest: str | None = None) -> None:
+        self._client = client
+        self._identity = ModelIdentity(client.config.model, weights_digest)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> VllmBackend:
+        config = VllmConfig(
+            base_url=settings.vllm_base_url,
+            model=settings.vllm_model,
+            api_key=settings.vllm_api_key,
+            connect_timeout_s=settings.vllm_connect_timeout_s,
+            read_timeout_s=settings.vllm_read_timeout_s,
+            max_retries=settings.vllm_max_retries,
+            max_connections=settings.vllm_max_concurrency * 2,
+        )
+        return cls(VllmClient(config), settings.model_weights_digest)
+
+    @property
+    def identity(self) -> ModelIdentity:
+        return self._identity
+
+    def classify(self, prompt: Prompt) -> ModelAnswer:
+        return answer_from_chat(self._client.chat(chat_request(prompt)), prompt.choices)
+
+    def tokenize(self, text: str) -> list[int]:
+        return self._client.tokenize(text)
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return self._client.detokenize(tokens)
+
+    def is_healthy(self) -> bool:
+        return self._client.is_healthy()
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def chat_request(prompt: Prompt) -> dict[str, Any]:
+    """The chat completion request for ``prompt`` (without ``model``, which the client adds)."""
+    return {
+        "messages": [
+            {"role": "system", "content": prompt.instructions},
+            {"role": "user", "content": prompt.question},
+        ],
+        "max_tokens": 1,
+        "temperature": 0.0,
+        "logprobs": True,
+        "top_logprobs": min(MAX_TOP_LOGPROBS, len(prompt.choices) + 5),
+        "structured_outputs": {"choice": list(prompt.choices)},
+    }

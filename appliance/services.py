@@ -1,0 +1,85 @@
+"""The composition root: every long-lived object the appliance needs, built once, without Flask.
+
+``build_services(settings)`` wires the database engine, the model backend, the audit recorder
+and the domain services together. The HTTP API (``appliance.app.create_app``), the CLI, the
+evaluation runner, background workers, tests and benchmarks all start from a ``Services``; tests
+replace the model backend or the audit sink through the keyword arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from appliance.audit_bridge.interfaces import AuditSink
+from appliance.audit_bridge.recorder import AuditRecorder, Clock, utc_now
+from appliance.audit_bridge.services import AuditReader, PostgresAuditSink
+from appliance.backends import build_backend
+from appliance.backends.interfaces import ModelBackend
+from appliance.classification.labeller import Labeller
+from appliance.classification.services import ClassificationService
+from appliance.classification.taxonomy import Taxonomy, load_taxonomy
+from appliance.db import make_engine
+from appliance.health.startup import StartupState
+from appliance.review.services import ReviewService
+from appliance.settings import Settings
+from audit import pseudonym
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    engine: Engine
+    taxonomy: Taxonomy
+    backend: ModelBackend
+    audit: AuditRecorder
+    classification: ClassificationService
+    review: ReviewService
+    audit_reader: AuditReader
+    startup: StartupState
+
+    def close(self) -> None:
+        """Release the model backend's and the database's connections."""
+        self.backend.close()
+        self.engine.dispose()
+
+
+def build_services(
+    settings: Settings,
+    *,
+    backend: ModelBackend | None = None,
+    audit_sink: AuditSink | None = None,
+    clock: Clock = utc_now,
+) -> Services:
+    """Everything wired from ``settings``. ``backend`` replaces the configured model backend and
+    ``audit_sink`` the PostgreSQL audit sink (tests); ``clock`` stamps results and events."""
+    engine = make_engine(settings)
+    taxonomy = load_taxonomy(settings.taxonomy_path)
+    backend = backend or build_backend(settings)
+    key = None
+    if settings.audit_pseudonym_key_path is not None:
+        key = pseudonym.load_key(settings.audit_pseudonym_key_path)
+    recorder = AuditRecorder(audit_sink or PostgresAuditSink(engine, key), clock)
+    labeller = Labeller(backend, taxonomy, settings.max_document_tokens)
+    classification = ClassificationService(
+        engine=engine,
+        labeller=labeller,
+        taxonomy_version=taxonomy.version,
+        review_threshold=settings.review_threshold,
+        label_thresholds=taxonomy.review_thresholds,
+        audit=recorder,
+        max_concurrency=settings.vllm_max_concurrency,
+        clock=clock,
+    )
+    return Services(
+        settings=settings,
+        engine=engine,
+        taxonomy=taxonomy,
+        backend=backend,
+        audit=recorder,
+        classification=classification,
+        review=ReviewService(engine, taxonomy, recorder, clock),
+        audit_reader=AuditReader(engine, settings, key),
+        startup=StartupState(engine, labeller),
+    )

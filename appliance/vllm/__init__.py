@@ -1,1 +1,0 @@
-"""Client for the in-cluster vLLM server's OpenAI-compatible API."""
