@@ -21,6 +21,7 @@ from audit import checkpoint as notes
 from audit import export, options, service, store
 from audit.admin import keygen, seal
 from audit.errors import AuditError, TamperingDetected
+from audit.export_file import read_jsonl
 from audit.integrity import Trust, VerifyResult, verify_log
 from audit.parallel import verify_parallel
 from audit.pseudonym import load_key, pseudonymise
@@ -73,7 +74,7 @@ def _run_verify(
         if export_file is not None:
             extra["source"] = str(export_file)
             with export_file.open(encoding="utf-8") as lines:
-                data = export.read_jsonl(iter(lines))
+                data = read_jsonl(iter(lines))
                 result = verify_log(
                     data.rows, data.checkpoints, trust, data.head_seq, trusted, allow_pruned
                 )

@@ -13,19 +13,23 @@ import collections
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from hashlib import sha256
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from audit import checkpoint as notes
-from audit.chain import claimed_seq, entry_hash
+from audit.chain import chain_hash, claimed_seq, entry_hash, links
 from audit.errors import CheckpointError, EventError, ProofError, TamperingDetected
 from audit.rfc6962 import CompactRange
-from audit.store import Row, StoredCheckpoint
-from audit.types import GENESIS_CHAIN, Checkpoint, SignedCheckpoint, TamperKind
+from audit.types import (
+    GENESIS_CHAIN,
+    Checkpoint,
+    Row,
+    SignedCheckpoint,
+    StoredCheckpoint,
+    TamperKind,
+)
 
-_LEAF = b"\x00"
-_NODE = b"\x01"
+MERGE_BATCH = 4096
 
 
 @dataclass(frozen=True)
@@ -123,11 +127,11 @@ def verify_log(
     stream = it if first is None else itertools.chain((first,), it)
     next_size = pending[0].size if pending else -1
     deferred, deferred_size = None, 0
-    nodes, sha = compact.nodes_list, sha256  # hot loop: locals only, compact range inlined
+    leaves: list[bytes] = []  # leaf hashes not yet merged into ``compact`` (merged in batches)
     for row in stream:
-        seq, entry, digest, chain = row
         while expected == next_size:
-            compact.size = expected
+            compact.extend(leaves)
+            leaves.clear()
             try:
                 latest = check_checkpoint(pending.popleft(), trust, compact, prev, good)
                 good, verified = expected, verified + 1
@@ -138,27 +142,20 @@ def verify_log(
                 # A signed root disagrees: read on, a bad row may explain it more precisely.
                 deferred, deferred_size, next_size = exc, expected, -1
                 pending.clear()
-        if (
-            seq != expected
-            or sha(_LEAF + entry).digest() != digest
-            or sha(prev + digest).digest() != chain
-            or not entry.startswith(b'{"seq":%d,' % expected)
-        ):
-            compact.size = expected
+        if not links(row, expected, prev):
             try:
                 _classify(expected, row, it, prev, prev2)
             except TamperingDetected as found:
                 if deferred is not None and found.seq >= deferred_size:
                     raise deferred from found
                 raise
-        node, size = digest, expected
-        while size & 1:
-            node = sha(_NODE + nodes.pop() + node).digest()
-            size >>= 1
-        nodes.append(node)
-        prev2, prev = prev, chain
+        leaves.append(row[2])
+        if len(leaves) >= MERGE_BATCH:
+            compact.extend(leaves)
+            leaves.clear()
+        prev2, prev = prev, row[3]
         expected += 1
-    compact.size = expected
+    compact.extend(leaves)
     if deferred is not None:
         raise deferred
     while pending and pending[0].size == expected:
@@ -207,7 +204,7 @@ def _classify(e: int, row: Row, rest: Iterator[Row], prev: bytes, prev2: bytes) 
             raise TamperingDetected(TamperKind.INSERTED, e, f"a second row claims seq {e}")
         raise TamperingDetected(TamperKind.MODIFIED, e, "chain hash does not continue the chain")
     if claim < e:
-        fits_earlier = sha256(prev2 + digest).digest() == chain
+        fits_earlier = chain_hash(prev2, digest) == chain
         bad = e - 1 if fits_earlier else e
         raise TamperingDetected(TamperKind.INSERTED, bad, f"row {bad} is not part of the chain")
     if duplicated:

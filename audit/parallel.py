@@ -15,19 +15,16 @@ import multiprocessing
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from hashlib import sha256
 
 from psycopg import sql
 
 from audit import store
+from audit.chain import links
 from audit.errors import TamperingDetected
 from audit.integrity import Trust, VerifyResult, check_checkpoint, open_checkpoint, start_state
 from audit.rfc6962 import CompactRange
 from audit.service import verify_database
-from audit.types import Checkpoint, TamperKind
-
-_LEAF = b"\x00"
-_NODE = b"\x01"
+from audit.types import HASH_SIZE, Checkpoint, TamperKind
 
 
 @dataclass(frozen=True)
@@ -58,15 +55,11 @@ def _check_range(
             if row is None:
                 return _Range(False, b"", b"", b"", {})
             anchor = bytes(row[0])
-        prev, expected, sha = anchor, low, sha256
-        for seq, entry, digest, chain in store.stream_entries(conn, low, high, prefetch=False):
-            if (
-                seq != expected
-                or sha(_LEAF + entry).digest() != digest
-                or sha(prev + digest).digest() != chain
-                or not entry.startswith(b'{"seq":%d,' % expected)
-            ):
+        prev, expected = anchor, low
+        for row in store.stream_entries(conn, low, high, prefetch=False):
+            if not links(row, expected, prev):
                 return _Range(False, b"", anchor, b"", {})
+            seq, _, digest, chain = row
             leaves.append(digest)
             if seq in wanted:
                 chains[seq] = chain
@@ -142,16 +135,8 @@ def verify_parallel(
 
 def _extend(compact: CompactRange, leaves: bytes, start: int, size: int) -> None:
     """Append leaves ``[compact.size, size)`` (leaf ``i`` at ``leaves[(i - start) * 32:]``)."""
-    nodes, count, sha = compact.nodes_list, compact.size, sha256
-    while count < size:
-        offset = (count - start) * 32
-        node, bits = leaves[offset : offset + 32], count
-        while bits & 1:
-            node = sha(_NODE + nodes.pop() + node).digest()
-            bits >>= 1
-        nodes.append(node)
-        count += 1
-    compact.size = count
+    offsets = range((compact.size - start) * HASH_SIZE, (size - start) * HASH_SIZE, HASH_SIZE)
+    compact.extend(leaves[offset : offset + HASH_SIZE] for offset in offsets)
 
 
 def _sequential(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from hashlib import sha256
+from typing import cast
 
 from audit.errors import ProofError
 from audit.types import HASH_SIZE, Hash
@@ -19,11 +20,13 @@ _NODE = b"\x01"
 
 
 def hash_leaf(data: bytes) -> Hash:
-    return Hash(sha256(_LEAF + data).digest())
+    """The one leaf hasher (an audit entry's hash is its leaf hash, see ``chain.entry_hash``)."""
+    return cast(Hash, sha256(_LEAF + data).digest())  # cast: cheaper than calling Hash
 
 
 def hash_children(left: bytes, right: bytes) -> Hash:
-    return Hash(sha256(_NODE + left + right).digest())
+    """The one interior-node hasher."""
+    return cast(Hash, sha256(_NODE + left + right).digest())
 
 
 class CompactRange:
@@ -39,30 +42,25 @@ class CompactRange:
         self._nodes: list[bytes] = list(nodes)
 
     @property
-    def nodes_list(self) -> list[bytes]:
-        """The live node list, for callers that inline ``append`` in a hot loop (then they must
-        also keep ``size`` right)."""
-        return self._nodes
-
-    @property
     def nodes(self) -> tuple[Hash, ...]:
         return tuple(Hash(n) for n in self._nodes)
 
     def append(self, leaf: bytes) -> None:
-        """Add one leaf hash; merge equal-height subtrees (one per trailing set bit of size).
-
-        Hot path of verification: plain ``bytes`` and a local ``sha256``, no wrappers.
-        """
-        node, size, nodes = leaf, self.size, self._nodes
-        while size & 1:
-            node = sha256(_NODE + nodes.pop() + node).digest()
-            size >>= 1
-        nodes.append(node)
-        self.size += 1
+        self.extend((leaf,))
 
     def extend(self, leaves: Iterable[bytes]) -> None:
+        """Add leaf hashes; each merges the equal-height subtrees it completes (one per trailing
+        set bit of the size). The one merge of the package, and the hot loop of verification:
+        plain ``bytes`` and locals, no wrappers."""
+        nodes, size, children = self._nodes, self.size, hash_children
         for leaf in leaves:
-            self.append(leaf)
+            node, bits = leaf, size
+            while bits & 1:
+                node = children(nodes.pop(), node)
+                bits >>= 1
+            nodes.append(node)
+            size += 1
+        self.size = size
 
     def root(self) -> Hash:
         if not self._nodes:

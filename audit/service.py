@@ -20,7 +20,7 @@ from audit.errors import AuditError, ProofError, TamperingDetected
 from audit.integrity import Trust, VerifyResult, verify_log
 from audit.proof import Tree
 from audit.rfc6962 import hash_leaf
-from audit.types import Checkpoint, Hash
+from audit.types import Checkpoint, Hash, StoredCheckpoint
 
 LEAVES = "SELECT entry_hash FROM audit_entries WHERE seq < %s ORDER BY seq"
 """Stored entry hashes are the RFC 6962 leaf hashes: a proof built from an altered one fails to
@@ -38,9 +38,7 @@ def leaves(conn: psycopg.Connection[Any], size: int) -> list[Hash]:
     return found
 
 
-def _checkpoint(
-    conn: psycopg.Connection[Any], size: int | None, above: int
-) -> store.StoredCheckpoint:
+def _checkpoint(conn: psycopg.Connection[Any], size: int | None, above: int) -> StoredCheckpoint:
     if size is None:
         row = conn.execute(
             "SELECT size, note, compact_range FROM audit_checkpoints WHERE size > %s"
@@ -54,7 +52,7 @@ def _checkpoint(
     if row is None or row[0] <= above:
         wanted = f"of size {size}" if size is not None else f"covering seq {above}"
         raise ProofError(f"no signed checkpoint {wanted}")
-    return store.StoredCheckpoint(int(row[0]), row[1], bytes(row[2]))
+    return StoredCheckpoint(int(row[0]), row[1], bytes(row[2]))
 
 
 def inclusion(
@@ -103,7 +101,8 @@ def verify_database(
         head, _ = store.chain_head(conn)
         cps = store.checkpoints(conn)
         start = trusted.size if trusted is not None else 0
-        # Close the COPY stream before the transaction ends, even when verification raises.
+        # Stop the row stream (and its prefetch thread) before the transaction ends, even when
+        # verification raises.
         with contextlib.closing(store.stream_entries(conn, start)) as rows:
             return verify_log(rows, cps, trust, head, trusted, allow_pruned)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import queue
 import threading
 import uuid
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,7 +19,7 @@ from psycopg import sql
 
 from audit.chain import encode_event
 from audit.errors import StoreError
-from audit.types import ChainHash, Event
+from audit.types import ChainHash, Event, Row, StoredCheckpoint
 
 PENDING_COLUMNS = (
     "event_id",
@@ -70,10 +70,6 @@ def pending_params(event: Event) -> dict[str, Any]:
 def append_pending(conn: psycopg.Connection[Any], event: Event) -> None:
     """Insert one event into the caller's open transaction (lock-free)."""
     conn.execute(INSERT_PENDING, pending_params(event))
-
-
-Row = tuple[int, bytes, bytes, bytes]
-"""(seq, entry bytes, entry hash, chain hash) as stored."""
 
 
 _CHUNK = (
@@ -147,13 +143,6 @@ def stream_entries(
         worker.join()
 
 
-@dataclass(frozen=True)
-class StoredCheckpoint:
-    size: int
-    note: str
-    compact_range: bytes
-
-
 def checkpoints(conn: psycopg.Connection[Any]) -> list[StoredCheckpoint]:
     rows = conn.execute("SELECT size, note, compact_range FROM audit_checkpoints ORDER BY size")
     return [StoredCheckpoint(size, note, bytes(blob)) for size, note, blob in rows]
@@ -212,11 +201,3 @@ def search(conn: psycopg.Connection[Any], where: SearchFilter) -> list[tuple[int
 def entry_at(conn: psycopg.Connection[Any], seq: int) -> bytes | None:
     row = conn.execute("SELECT entry FROM audit_entries WHERE seq = %s", [seq]).fetchone()
     return None if row is None else bytes(row[0])
-
-
-def seq_of_events(conn: psycopg.Connection[Any], event_ids: Sequence[str]) -> dict[str, int]:
-    rows = conn.execute(
-        "SELECT event_id::text, seq FROM audit_entries WHERE event_id = ANY(%s::uuid[])",
-        [list(event_ids)],
-    )
-    return {event_id: int(seq) for event_id, seq in rows}

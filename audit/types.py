@@ -52,6 +52,20 @@ class Event:
     on_behalf_of: str | None = None
 
 
+Row = tuple[int, bytes, bytes, bytes]
+"""A sealed row as stored: (seq, entry bytes, entry hash, chain hash)."""
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    """A signed checkpoint as stored: its tree size, the signed note, and the compact range of
+    the tree at that size (so verification can resume there)."""
+
+    size: int
+    note: str
+    compact_range: bytes
+
+
 @dataclass(frozen=True)
 class SealedEntry:
     """A row of the sealed log: the stored canonical bytes and the hashes over them."""

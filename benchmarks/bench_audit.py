@@ -174,7 +174,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     if args.database_url is None:
-        from tests.common.postgres import throwaway_cluster
+        from harness.postgres import throwaway_cluster
 
         with throwaway_cluster() as admin_url:
             args.database_url = admin_url

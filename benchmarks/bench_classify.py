@@ -31,9 +31,9 @@ from appliance.classification.taxonomy import load_taxonomy
 from benchmarks import cpu
 from benchmarks.loadgen import ClientTls, LoadResult, run_load
 from benchmarks.report import machine_line, write_section
-from tests.common import postgres, vllm_cpu
-from tests.common.stack import Stack, appliance_stack
-from tests.common.tls import free_port
+from harness import postgres, vllm_cpu
+from harness.stack import Stack, appliance_stack
+from harness.tls import free_port
 
 DOCUMENT = (
     "Laboratory report for outpatient visit {n}. Potassium 4.{k} mmol/L, sodium 13{k} mmol/L, "

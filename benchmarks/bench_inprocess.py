@@ -19,8 +19,8 @@ from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY, ROLES
 from appliance.services import build_services
 from appliance.settings import Settings
 from benchmarks.bench_classify import document, instant_upstream
-from tests.common import postgres
-from tests.common.doubles import identity
+from harness import postgres
+from harness.identity import identity
 
 
 def main() -> None:

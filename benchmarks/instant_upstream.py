@@ -11,7 +11,7 @@ import asyncio
 import json
 import sys
 
-from tests.common.fake_vllm import chat_body
+from harness.fake_vllm import chat_body
 
 CHAT = json.dumps(chat_body({"A": 0.05, "B": 0.1, "C": 0.05, "D": 0.7, "E": 0.1}, "D")).encode()
 OK = b"{}"

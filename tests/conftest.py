@@ -1,7 +1,7 @@
 """Shared fixtures: a real PostgreSQL server and databases on it, the real CPU vLLM, and the
 scripted upstream for fault injection.
 
-See tests/common/postgres.py for where the server comes from.
+See harness/postgres.py for where the server comes from.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from appliance import migrate
-from tests.common import postgres, vllm_cpu
-from tests.common.fake_vllm import FakeVllm, running_fake_vllm
+from harness import postgres, vllm_cpu
+from harness.fake_vllm import FakeVllm, running_fake_vllm
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +58,6 @@ def clean_database(migrated_database_url: str) -> str:
 
 @pytest.fixture
 def fake_vllm() -> Iterator[FakeVllm]:
-    """The scripted upstream (tests/common/fake_vllm.py) on a loopback port."""
+    """The scripted upstream (harness/fake_vllm.py) on a loopback port."""
     with running_fake_vllm() as fake:
         yield fake

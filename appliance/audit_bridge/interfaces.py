@@ -80,8 +80,7 @@ class AuditSink(Protocol):
     def record(
         self, connection: psycopg.Connection[Any], event: AuditEvent, row: RowInsert | None = None
     ) -> AuditReceipt:
-        """Add the event to the caller's open transaction; it commits or rolls back with it.
-        (An ORM session's connection is ``appliance.db.driver_connection(session)``.)
+        """Add the event on the caller's connection (in its transaction, if one is open).
 
         With ``row``, the row and the event are inserted by one SQL statement: both are written
         or neither, even on a connection in autocommit mode, in a single round trip."""

@@ -20,14 +20,16 @@ class Classification:
 
     result_id: uuid.UUID
     document_id: str
+    created_at: datetime
+    # What was decided
     label: str
     confidence: float
     scores: dict[str, float]
     needs_review: bool
+    # How: with which model and taxonomy, from an earlier result, on how much of the text
     model: str
     taxonomy_version: str
-    truncated: bool
     cached: bool
-    created_at: datetime
+    truncated: bool
     audit_event_id: str | None = None
     """The audit event recorded with this answer; None for results read back from storage."""

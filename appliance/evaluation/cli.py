@@ -7,23 +7,40 @@ Only option parsing lives here, so importing this module is cheap; the work is i
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, TypeVar
 
 import click
 
+from appliance.evaluation.target import Target
 from appliance.evaluation.taxonomy_cli import taxonomy
 
 __all__ = ["classify_command", "eval_command", "taxonomy"]
 
-P = ParamSpec("P")
 R = TypeVar("R")
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
-def _target_options(command: Callable[P, R]) -> Callable[P, R]:
-    """``--service URL`` with the client certificate for mutual TLS; without it: in-process."""
+def _target_options(command: Callable[..., R]) -> Callable[..., R]:
+    """``--service URL`` with the client certificate for mutual TLS (without it: in-process),
+    ``--concurrency`` and ``--progress``, handed to the command as one ``target``."""
+
+    @functools.wraps(command)
+    def with_target(
+        *args: Any,
+        service: str | None,
+        cert: Path | None,
+        key: Path | None,
+        ca: Path | None,
+        concurrency: int,
+        progress: bool,
+        **kwargs: Any,
+    ) -> R:
+        target = Target(service, cert, key, ca, concurrency, progress)
+        return command(*args, target=target, **kwargs)
+
     options = [
         click.option(
             "--service",
@@ -57,9 +74,10 @@ def _target_options(command: Callable[P, R]) -> Callable[P, R]:
         ),
         click.option("--progress/--no-progress", default=True, help="Progress bar on stderr."),
     ]
+    decorated: Callable[..., R] = with_target
     for option in reversed(options):
-        command = option(command)
-    return command
+        decorated = option(decorated)
+    return decorated
 
 
 @click.command("eval")
@@ -89,12 +107,7 @@ def eval_command(
     out_dir: Path,
     from_reviews: bool,
     bins: int,
-    service: str | None,
-    cert: Path | None,
-    key: Path | None,
-    ca: Path | None,
-    concurrency: int,
-    progress: bool,
+    target: Target,
 ) -> None:
     """Measure quality on DATASET (JSON lines of {"text", "label"}) and write a report.
 
@@ -105,7 +118,6 @@ def eval_command(
         raise click.UsageError("give either DATASET or --from-reviews")
     from appliance.evaluation import jobs
 
-    target = jobs.Target(service, cert, key, ca, concurrency, progress)
     jobs.evaluate_and_report(dataset, out_dir, bins, target)
 
 
@@ -116,12 +128,7 @@ def eval_command(
 def classify_command(
     files: tuple[Path, ...],
     as_json: bool,
-    service: str | None,
-    cert: Path | None,
-    key: Path | None,
-    ca: Path | None,
-    concurrency: int,
-    progress: bool,
+    target: Target,
 ) -> None:
     """Classify local FILES (UTF-8 text, PDF with a text layer, DOCX), one line per file.
 
@@ -129,5 +136,4 @@ def classify_command(
     """
     from appliance.evaluation import jobs
 
-    target = jobs.Target(service, cert, key, ca, concurrency, progress)
     jobs.classify_files(files, as_json, target)

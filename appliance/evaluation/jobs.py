@@ -11,7 +11,6 @@ import contextlib
 import json
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,31 +32,20 @@ from appliance.evaluation.runner import (
     load_dataset,
     run,
 )
+from appliance.evaluation.target import Target
 from appliance.review.services import stored_corrections
 from appliance.services import build_services
 from appliance.settings import Settings
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where documents are classified: a running appliance (``service``) or in-process."""
-
-    service: str | None
-    cert: Path | None
-    key: Path | None
-    ca: Path | None
-    concurrency: int
-    progress: bool
 
 
 @contextlib.contextmanager
 def classifier_for(target: Target) -> Iterator[Classifier]:
     if target.service:
         config = ServiceConfig(target.service, target.cert, target.key, target.ca)
-        with ServiceClassifier(config, target.concurrency) as remote:
+        with contextlib.closing(ServiceClassifier(config, target.concurrency)) as remote:
             yield remote
     else:
-        with InProcessClassifier(build_services(Settings())) as local:
+        with contextlib.closing(InProcessClassifier(build_services(Settings()))) as local:
             yield local
 
 

@@ -16,8 +16,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
 import httpx
 from tqdm import tqdm  # type: ignore[import-untyped]
@@ -68,6 +67,8 @@ class Outcome:
 class Classifier(Protocol):
     def classify(self, document_id: str, text: str) -> Outcome:
         """Classify one document or raise ``ApplianceError``."""
+
+    def close(self) -> None: ...
 
 
 def load_dataset(path: Path, labels: Sequence[str]) -> list[Example]:
@@ -167,14 +168,6 @@ class InProcessClassifier:
     def close(self) -> None:
         self._services.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
 
 @dataclass(frozen=True)
 class ServiceConfig:
@@ -233,11 +226,3 @@ class ServiceClassifier:
 
     def close(self) -> None:
         self._client.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

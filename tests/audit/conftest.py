@@ -20,7 +20,7 @@ from audit.chain import format_time
 from audit.integrity import Trust
 from audit.sealer import Sealer, Signer
 from audit.types import Event
-from tests.common.postgres import sqlalchemy_url
+from harness.postgres import sqlalchemy_url
 
 ORIGIN = "test.appliance/audit"
 

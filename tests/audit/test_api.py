@@ -1,6 +1,6 @@
 """Through the HTTP API with the real PostgreSQL sink: every request is audited, fail closed.
 
-Uses the scripted vLLM stand-in (tests/common/fake_vllm.py); the audit side is all real.
+Uses the scripted vLLM stand-in (harness/fake_vllm.py); the audit side is all real.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY
 from appliance.settings import Settings
 from audit.pseudonym import pseudonymise
 from audit.sealer import Sealer, Signer
+from harness.fake_vllm import FakeVllm
+from harness.identity import FINGERPRINT, identity
+from harness.postgres import sqlalchemy_url
 from tests.audit.conftest import ORIGIN
 from tests.common.apps import app_over
-from tests.common.doubles import FINGERPRINT, identity
-from tests.common.fake_vllm import FakeVllm
-from tests.common.postgres import sqlalchemy_url
 
 TEXT = "Patient Jane Roe, DOB 1961-02-03, presents with chest pain. CBC: WBC 6.1."
 DOC = "MRN-00017/visit-3"

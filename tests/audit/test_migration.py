@@ -7,7 +7,7 @@ from collections.abc import Callable
 import psycopg
 
 from appliance import migrate
-from tests.common.postgres import sqlalchemy_url
+from harness.postgres import sqlalchemy_url
 
 TABLES = {"audit_pending", "audit_entries", "audit_chain_head", "audit_checkpoints"}
 

@@ -16,8 +16,8 @@ from appliance.audit_bridge.interfaces import AuditEvent, RowInsert
 from appliance.audit_bridge.services import PostgresAuditSink
 from appliance.errors import AuditUnavailable
 from audit.pseudonym import pseudonymise
+from harness.postgres import sqlalchemy_url
 from tests.audit.conftest import ORIGIN
-from tests.common.postgres import sqlalchemy_url
 
 KEY = b"k" * 32
 

@@ -1,19 +1,16 @@
-"""In-process stand-ins shared by the tests that build the app with a Flask test client: a
-verified caller (what the mTLS middleware would publish) and an in-memory audit sink."""
+"""In-process stand-ins: an in-memory audit sink and a scripted model backend (a verified caller
+is ``harness.identity.identity``)."""
 
 from __future__ import annotations
 
 import threading
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
 from appliance.audit_bridge.interfaces import AuditEvent, AuditReceipt, RowInsert
-from appliance.identity.interfaces import Identity
-
-FINGERPRINT = "ab" * 32
+from appliance.backends.interfaces import ModelAnswer, ModelIdentity, Prompt
 
 
 class RecordingSink:
@@ -42,12 +39,30 @@ class RecordingSink:
         return AuditReceipt(event_id=str(uuid.uuid4()))
 
 
-def identity(*roles: str, name: str = "spiffe://hospital/svc/intake") -> Identity:
-    return Identity(
-        subject=f"CN={name.rsplit('/', 1)[-1]}",
-        sans=(f"URI:{name}",),
-        serial="01",
-        fingerprint_sha256=FINGERPRINT,
-        not_after=datetime(2030, 1, 1, tzinfo=UTC),
-        roles=frozenset(roles),
-    )
+class ScriptedBackend:
+    """A model backend without a server: it answers every prompt with ``probabilities`` (by
+    answer code), keeps the prompts it was asked, and tokenizes on white space."""
+
+    def __init__(self, probabilities: dict[str, float], name: str = "scripted") -> None:
+        self.probabilities = probabilities
+        self.prompts: list[Prompt] = []
+        self.identity = ModelIdentity(name, "sha256:" + "0" * 64)
+
+    def classify(self, prompt: Prompt) -> ModelAnswer:
+        self.prompts.append(prompt)
+        known = {code: self.probabilities.get(code, 0.0) for code in prompt.choices}
+        total = sum(known.values())
+        probabilities = {code: p / total for code, p in known.items()}
+        return ModelAnswer(max(probabilities, key=probabilities.__getitem__), probabilities)
+
+    def tokenize(self, text: str) -> list[int]:
+        return [len(word) for word in text.split()]
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return " ".join("x" * token for token in tokens)
+
+    def is_healthy(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass

@@ -10,9 +10,10 @@ from flask.testing import FlaskClient
 
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY, ROLES
 from appliance.settings import Settings
+from harness.fake_vllm import FakeVllm
+from harness.identity import identity
 from tests.common.apps import app_over
-from tests.common.doubles import RecordingSink, identity
-from tests.common.fake_vllm import FakeVllm
+from tests.common.doubles import RecordingSink
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from flask.testing import FlaskClient
 
-from tests.common.fake_vllm import FakeVllm
+from harness.fake_vllm import FakeVllm
 from tests.core.test_classify import stored_rows
 
 CLASSIFY = "/api/v1/classify-document"

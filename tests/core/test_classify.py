@@ -13,8 +13,9 @@ from sqlalchemy import create_engine, func, select
 from appliance.classification.models import ClassificationResult
 from appliance.classification.taxonomy import load_taxonomy
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY, ROLES
-from tests.common.doubles import RecordingSink, identity
-from tests.common.fake_vllm import FakeVllm, delay
+from harness.fake_vllm import FakeVllm, delay
+from harness.identity import identity
+from tests.common.doubles import RecordingSink
 
 LABELS = set(load_taxonomy(None).names)
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from flask.testing import FlaskClient
 
 from appliance.web import services_of
-from tests.common.fake_vllm import FakeVllm
-from tests.common.postgres import sqlalchemy_url
+from harness.fake_vllm import FakeVllm
+from harness.postgres import sqlalchemy_url
 from tests.core.test_upstream_faults import closed_port
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from sqlalchemy import create_engine, inspect
 
 from appliance import migrate
-from tests.common.postgres import sqlalchemy_url
+from harness.postgres import sqlalchemy_url
 
 
 def tables(url: str) -> set[str]:

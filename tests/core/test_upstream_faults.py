@@ -8,9 +8,9 @@ from collections.abc import Callable
 import pytest
 from flask.testing import FlaskClient
 
-from tests.common import fake_vllm as faults
+from harness import fake_vllm as faults
+from harness.fake_vllm import FakeVllm
 from tests.common.doubles import RecordingSink
-from tests.common.fake_vllm import FakeVllm
 from tests.core.test_classify import stored_rows
 
 DOCUMENT = {"document_id": "MRN-9/fax-2", "text": "Referral letter for cardiology consult."}

@@ -11,7 +11,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.common.stack import CLIENT_URI, Stack, appliance_stack
+from harness.stack import CLIENT_URI, Stack, appliance_stack
 
 pytestmark = pytest.mark.vllm
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from appliance.classification.taxonomy import load_taxonomy
-from tests.common.stack import Stack, appliance_stack
+from harness.stack import Stack, appliance_stack
 
 pytestmark = pytest.mark.vllm
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.common.fake_vllm import FakeVllm
+from harness.fake_vllm import FakeVllm
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "labelled-synthetic.jsonl"

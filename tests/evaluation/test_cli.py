@@ -15,8 +15,9 @@ from appliance.classification.taxonomy import load_taxonomy
 from appliance.cli import cli
 from appliance.context import RequestContext
 from appliance.review.services import ReviewService
-from tests.common.doubles import RecordingSink, identity
-from tests.common.fake_vllm import FakeVllm, status
+from harness.fake_vllm import FakeVllm, status
+from harness.identity import identity
+from tests.common.doubles import RecordingSink
 from tests.evaluation.conftest import EXAMPLES, runner_for
 from tests.evaluation.files import write_docx, write_pdf
 

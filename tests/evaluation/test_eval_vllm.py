@@ -16,7 +16,7 @@ from matplotlib import image
 from appliance import migrate
 from appliance.classification.taxonomy import load_taxonomy
 from appliance.cli import cli
-from tests.common.postgres import sqlalchemy_url
+from harness.postgres import sqlalchemy_url
 from tests.evaluation.conftest import EXAMPLES, runner_for
 from tests.evaluation.files import write_docx, write_pdf
 

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from appliance.classification.taxonomy import load_taxonomy
 from appliance.cli import cli
-from tests.common.fake_vllm import FakeVllm, running_fake_vllm
-from tests.common.stack import Stack, appliance_stack
+from harness.fake_vllm import FakeVllm, running_fake_vllm
+from harness.stack import Stack, appliance_stack
 from tests.evaluation.files import write_pdf
 
 LABELS = load_taxonomy(None).names

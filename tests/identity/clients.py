@@ -8,7 +8,7 @@ import ssl
 import subprocess
 from typing import Any
 
-from tests.common.tls import ClientCert, DevPki, GunicornServer
+from harness.tls import ClientCert, DevPki, GunicornServer
 
 
 def stdlib_get(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.common.tls import ClientCert, DevPki, GunicornServer, run_gunicorn
+from harness.tls import ClientCert, DevPki, GunicornServer, run_gunicorn
 
 PROM_SAN = "DNS:prometheus.monitoring.hospital.internal"
 ROLES_YAML = """\

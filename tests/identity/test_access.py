@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from tests.common.tls import DevPki, GunicornServer
+from harness.tls import DevPki, GunicornServer
 from tests.identity.clients import curl
 
 FORGED_HEADERS = {

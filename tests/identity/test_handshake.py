@@ -13,7 +13,7 @@ import httpx
 import pytest
 import requests
 
-from tests.common.tls import ClientCert, DevPki, GunicornServer
+from harness.tls import ClientCert, DevPki, GunicornServer
 from tests.identity.clients import curl, refusal, s_client, stdlib_get
 
 

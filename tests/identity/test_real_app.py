@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.common.tls import REPO, DevPki, GunicornServer, run_gunicorn
+from harness.tls import REPO, DevPki, GunicornServer, run_gunicorn
 from tests.identity.clients import refusal
 from tests.identity.test_access import FORGED_HEADERS
 

@@ -18,7 +18,7 @@ import pytest
 import requests
 from cryptography import x509
 
-from tests.common.tls import DevPki, run_gunicorn
+from harness.tls import DevPki, run_gunicorn
 from tests.identity.clients import refusal, stdlib_get
 from tests.identity.conftest import PROM_SAN, WHOAMI_APP
 

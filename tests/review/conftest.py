@@ -11,9 +11,9 @@ from flask.testing import FlaskClient
 
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY
 from appliance.settings import Settings
+from harness.fake_vllm import FakeVllm
+from harness.identity import identity
 from tests.common.apps import app_over
-from tests.common.doubles import identity
-from tests.common.fake_vllm import FakeVllm
 
 REVIEWER = "spiffe://hospital/user/reviewer-7"
 INTAKE = "spiffe://hospital/svc/intake"

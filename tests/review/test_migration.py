@@ -9,7 +9,7 @@ from sqlalchemy import create_engine, inspect, text
 from appliance import migrate
 from appliance.db import Base
 from appliance.review import models
-from tests.common.postgres import sqlalchemy_url
+from harness.postgres import sqlalchemy_url
 
 
 def test_reviews_migration_matches_model_and_round_trips(

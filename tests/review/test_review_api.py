@@ -15,8 +15,9 @@ from sqlalchemy import create_engine, text
 from appliance.classification.taxonomy import load_taxonomy
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY
 from appliance.web import services_of
+from harness.identity import identity
 from tests.common.apps import app_over
-from tests.common.doubles import RecordingSink, identity
+from tests.common.doubles import RecordingSink
 from tests.review.conftest import REVIEWER
 
 LABELS = load_taxonomy(None).names

@@ -19,9 +19,10 @@ from appliance.classification.taxonomy import TaxonomyError, load_taxonomy, pars
 from appliance.context import RequestContext
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY
 from appliance.settings import Settings
+from harness.fake_vllm import FakeVllm, Fault, chat_body
+from harness.identity import identity
 from tests.common.apps import app_over
-from tests.common.doubles import RecordingSink, identity
-from tests.common.fake_vllm import FakeVllm, Fault, chat_body
+from tests.common.doubles import RecordingSink
 
 TAXONOMY = """
 labels:

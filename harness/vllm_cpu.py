@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.common.tls import REPO, free_port
+from harness.tls import REPO, free_port
 
 ENV_URL = "APPLIANCE_TEST_VLLM_URL"
 SCRIPT = REPO / "scripts" / "vllm-cpu.sh"

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 
 from appliance import migrate
-from tests.common import postgres
-from tests.common.tls import REPO, ClientCert, DevPki, GunicornServer, run_gunicorn
+from harness import postgres
+from harness.tls import REPO, ClientCert, DevPki, GunicornServer, run_gunicorn
 
 GUNICORN_CONF = REPO / "appliance" / "gunicorn_conf.py"
 CLIENT_URI = "spiffe://hospital/svc/bench"

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from appliance.pki import DevCA, Issued
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 _DEFAULT_CONFIG = """\
 import os
