@@ -7,14 +7,18 @@ import signal
 import stat
 import threading
 from pathlib import Path
+from typing import TextIO
 
 import click
+import prometheus_client
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit import checkpoint as notes
 from audit import options
-from audit.sealer import Sealer, Signer
+from audit.sealer import Sealer
+from audit.sealer_state import SealerState
+from audit.signer import Signer
 
 
 @click.command()
@@ -27,23 +31,53 @@ from audit.sealer import Sealer, Signer
 )
 @click.option("--origin", envvar="APPLIANCE_AUDIT_ORIGIN", required=True)
 @click.option("--key-name", help="Signer name (default: the origin).")
+@click.option(
+    "--state-file",
+    envvar="APPLIANCE_AUDIT_SEALER_STATE_PATH",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The last checkpoint this sealer signed (default: beside the signing key, .state).",
+)
 @click.option("--once", is_flag=True, help="Seal what is pending now, then exit.")
+@click.option(
+    "--accept-restore",
+    "accept_restore",
+    type=click.File("r", encoding="utf-8"),
+    help="After a restore: accept this signed checkpoint (a file with the note, held by the"
+    " restored database) as the base of every later one, record the gap in the log, and exit.",
+)
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=2000)
 @click.option(
     "--checkpoint-interval", type=float, default=10.0, help="Seconds between checkpoints."
+)
+@click.option(
+    "--metrics-bind",
+    envvar="APPLIANCE_AUDIT_SEALER_METRICS_BIND",
+    help="HOST:PORT for the sealer's Prometheus metrics (plain HTTP; no event content).",
 )
 def seal(
     database_url: str,
     signing_key: Path,
     origin: str,
     key_name: str | None,
+    state_file: Path | None,
     once: bool,
+    accept_restore: TextIO | None,
     batch_size: int,
     checkpoint_interval: float,
+    metrics_bind: str | None,
 ) -> None:
-    """Run the sealer (one leader at a time; others stand by)."""
+    """Run the sealer (one leader at a time; others stand by). It never signs a log that does
+    not extend the last checkpoint it signed: see docs/auditors.md on restores."""
     signer = Signer(origin, key_name or origin, notes.load_private_key(signing_key))
-    sealer = Sealer(database_url, signer, batch_size, checkpoint_interval)
+    state = SealerState(state_file or signing_key.with_name(signing_key.name + ".state"))
+    sealer = Sealer(database_url, signer, state, batch_size, checkpoint_interval)
+    if accept_restore is not None:
+        size = sealer.accept_restore(accept_restore.read())
+        click.echo(f"restore accepted; the gap is recorded under checkpoint {size}", err=True)
+        return
+    if metrics_bind:
+        host, _, port = metrics_bind.rpartition(":")
+        prometheus_client.start_http_server(int(port), host or "127.0.0.1")
     if once:
         click.echo(f"sealed {sealer.run_once()} events", err=True)
         sealer.close()

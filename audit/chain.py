@@ -48,6 +48,8 @@ def encode_event(event: Event) -> bytes:
             raise EventError(f"{name}: got {len(value)} characters, want <= {MAX_FIELD}")
     if type(event.outcome_status) is not int:
         raise EventError("outcome_status must be an int")
+    if fields["detail"] is None:
+        del fields["detail"]
     fields["v"] = 1
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 

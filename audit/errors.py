@@ -54,6 +54,17 @@ class LeadershipLost(AuditError):
     """The sealer is not (or no longer) the leader; another sealer moved the chain head."""
 
 
+class SealingRefused(AuditError):
+    """The sealer will not sign: the database no longer extends the last tree it signed (a
+    rolled-back head, a missing or changed checkpoint, rewritten entries) or its state is
+    missing. ``reason`` is one of ``audit.sealer_state.REFUSAL_REASONS``."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"sealing refused ({reason}): {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
 class ExportError(AuditError):
     """An export file is malformed."""
 

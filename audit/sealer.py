@@ -3,9 +3,12 @@
 Leadership: a session advisory lock (``pg_try_advisory_lock``) on the sealer's own connection; a
 sealer that dies loses it with its connection. Fencing: every batch starts with
 ``SELECT ... FROM audit_chain_head FOR UPDATE`` and compares the head with the sealer's memory;
-if another writer moved it, the sealer reloads instead of forking. Each batch is one transaction
-(insert entries, delete their pending rows, move the head, maybe add a checkpoint), so a killed
-sealer leaves either all of a batch or none of it: every committed event is sealed exactly once.
+if it moved, the sealer re-checks the database against the last tree it signed (kept outside
+the database, see ``sealer_state``) and refuses to sign a log that does not extend that tree.
+Each batch is one transaction (insert entries, delete their pending rows, move the head, maybe
+add a checkpoint), so a killed sealer leaves either all of a batch or none of it: every
+committed event is sealed exactly once. A pending row that cannot be sealed (already sealed,
+unreadable) is moved to ``audit_quarantine`` and the quarantine itself is sealed as an entry.
 """
 
 from __future__ import annotations
@@ -14,30 +17,28 @@ import contextlib
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit import checkpoint as notes
-from audit import store
+from audit import metrics, quarantine, store
 from audit.chain import chain_hash, entry_hash, wrap
-from audit.errors import AuditError, LeadershipLost, StoreError
-from audit.rfc6962 import CompactRange, hash_leaf
-from audit.types import ChainHash, Checkpoint
+from audit.errors import AuditError, LeadershipLost, SealingRefused, StoreError
+from audit.integrity import Trust
+from audit.rfc6962 import CompactRange
+from audit.sealer_state import GENESIS, SealerState, SignedTree, check_signed, extend_signed
+from audit.service import verify_database
+from audit.signer import Signer
+from audit.types import ChainHash, Checkpoint, Event
 
 LOCK_KEY = 0x6175646974  # "audit"
+REFUSAL_RETRY_S = 30.0
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Signer:
-    """Who signs checkpoints: the log's origin line, the key name and the Ed25519 key."""
-
-    origin: str
-    name: str
-    key: Ed25519PrivateKey
+RESTORE_ACCEPTED = "audit_restore_accepted"
+"""Action of the entry recording an operator's ``seal --accept-restore``."""
 
 
 class Sealer:
@@ -47,17 +48,20 @@ class Sealer:
         self,
         url: str,
         signer: Signer,
+        state: SealerState,
         batch_size: int = 2000,
         checkpoint_interval_s: float = 10.0,
     ) -> None:
         self.url = url
         self.signer = signer
+        self.state = state
         self.batch_size = batch_size
         self.checkpoint_interval_s = checkpoint_interval_s
         self._conn: psycopg.Connection[Any] | None = None
         self._head_seq = -1
-        self._head_chain = ChainHash(bytes(32))
+        self._head_chain = GENESIS.chain
         self._compact = CompactRange()
+        self._signed = GENESIS
         self._last_checkpoint: float | None = None  # None: the first checkpoint is due at once
 
     def close(self) -> None:
@@ -66,97 +70,162 @@ class Sealer:
             self._conn = None
 
     def acquire(self) -> bool:
-        """Try to become the leader; True if this sealer holds the lock now."""
+        """Try to become the leader; True if this sealer holds the lock now. Raises
+        ``SealingRefused`` (and lets the lock go) when the log does not extend the last tree
+        this sealer signed."""
         if self._conn is not None and not self._conn.closed:
             return True
+        if not self._lock():
+            return False
+        try:
+            self._load_state()
+        except SealingRefused:
+            self.close()
+            raise
+        return True
+
+    def _lock(self) -> bool:
         conn = store.connect(self.url, autocommit=True, application_name="audit-sealer")
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY]).fetchone()
         if not row or not row[0]:
             conn.close()
             return False
         self._conn = conn
-        self._load_state()
         return True
 
-    def _load_state(self) -> None:
-        """Rebuild head and compact range from the latest checkpoint plus the entries after it."""
+    def accept_restore(self, note: str) -> int:
+        """After a real restore: take the signed checkpoint ``note`` (one this key signed, held
+        by the restored database) as the tree every later one must extend, and seal an entry
+        recording the gap between it and what this sealer had signed. The whole restored log
+        is verified first. Returns the size of the checkpoint signed over that entry."""
+        if not self._lock():
+            raise LeadershipLost("another sealer holds the sealing lock; stop it first")
+        try:
+            return self._accept(note)
+        finally:
+            self.close()
+
+    def _accept(self, note: str) -> int:
         conn = self._require()
-        self._head_seq, self._head_chain = store.chain_head(conn)
-        latest = store.latest_checkpoint(conn)
-        compact = (
-            CompactRange()
-            if latest is None
-            else CompactRange.from_bytes(latest.size, latest.compact_range)
+        verifier = self.signer.verifier
+        try:
+            accepted = verifier.open(note)
+        except AuditError as exc:
+            raise SealingRefused("bad_state", f"the checkpoint to accept: {exc}") from exc
+        stored = next((cp for cp in store.checkpoints(conn) if cp.size == accepted.size), None)
+        if stored is None or stored.note != note:
+            raise SealingRefused(
+                "checkpoint_missing",
+                f"the database does not hold this checkpoint of size {accepted.size}",
+            )
+        trust = Trust(verifier.name, verifier.public, verifier.origin)
+        verify_database(conn, trust)  # raises TamperingDetected on a damaged restore
+        try:
+            previous = self.state.load(verifier)
+            had = f"{previous.size} entries" if previous else "nothing (no state file)"
+        except SealingRefused as exc:
+            had = f"an unreadable state ({exc.detail})"
+        tree = SignedTree(
+            CompactRange.from_bytes(stored.size, stored.compact_range),
+            accepted.chain or GENESIS.chain,
+            note,
         )
-        with contextlib.closing(
-            store.stream_entries(conn, compact.size, self._head_seq + 1)
-        ) as rows:
-            for _, entry, _, _ in rows:
-                compact.append(hash_leaf(entry))
-        if compact.size != self._head_seq + 1:
-            raise StoreError(f"sealed entries: got {compact.size}, want {self._head_seq + 1}")
-        self._compact = compact
+        check_signed(tree, verifier, "the checkpoint to accept")
+        self.state.save(tree)
+        self._load_state()
+        record = self.signer.event(
+            RESTORE_ACCEPTED,
+            200,
+            detail=f"accepted the checkpoint of size {accepted.size}"
+            f" (root {accepted.root.hex()}); this sealer had signed {had}",
+        )
+        self.seal_batch(force_checkpoint=True, own=[record])
+        log.warning("audit sealer: restore accepted", extra={"size": accepted.size})
+        return self._signed.size
+
+    def _load_state(self) -> None:
+        """Check the database against the last signed tree and go on from it (see
+        ``sealer_state.extend_signed``)."""
+        signed = self.state.load(self.signer.verifier)
+        extension = extend_signed(self._require(), signed, self.signer.verifier, self.state.path)
+        if extension.latest is not signed:
+            self.state.save(extension.latest)
+        self._head_seq, self._head_chain = extension.head_seq, extension.head_chain
+        self._compact, self._signed = extension.compact, extension.latest
+        metrics.refusing(None)
+        metrics.checkpoint_signed(self._signed.size)
+        metrics.LOG_SIZE.set(self._head_seq + 1)
 
     def _require(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
             raise LeadershipLost("this sealer does not hold the sealing lock")
         return self._conn
 
-    def seal_batch(self, force_checkpoint: bool = False) -> int:
-        """Seal up to ``batch_size`` pending events in one transaction; return how many."""
+    def seal_batch(self, force_checkpoint: bool = False, own: Sequence[Event] = ()) -> int:
+        """Seal up to ``batch_size`` pending events in one transaction, after the sealer's
+        ``own`` events; return how many pending events were sealed."""
         conn = self._require()
+        signed = None
         try:
             with conn.transaction():
                 head = store.chain_head(conn, lock=True)
                 if head != (self._head_seq, self._head_chain):
-                    log.warning("chain head moved under this sealer; reloading")
+                    log.warning("chain head moved under this sealer; checking it again")
                     self._load_state()
-                sealed, seq, chain, compact = self._seal_rows(conn)
+                sealed, seq, chain, compact = self._seal_rows(
+                    conn, [quarantine.own_row(event) for event in own]
+                )
                 last = self._last_checkpoint
                 due = last is None or time.monotonic() - last >= self.checkpoint_interval_s
-                if compact.size > 0 and (force_checkpoint or due):
-                    self._write_checkpoint(conn, compact, chain)
+                if compact.size > self._signed.size and (force_checkpoint or due):
+                    signed = self._write_checkpoint(conn, compact, chain)
         except psycopg.OperationalError as exc:
             self.close()
             raise LeadershipLost(f"lost the sealer's connection: {exc}") from exc
         self._head_seq, self._head_chain, self._compact = seq, chain, compact
+        metrics.LOG_SIZE.set(seq + 1)
+        if signed is not None:  # committed: from now on every tree must extend this one
+            self.state.save(signed)
+            self._signed = signed
+            self._last_checkpoint = time.monotonic()
+            metrics.checkpoint_signed(signed.size)
+        metrics.SEALED.inc(sealed)
         return sealed
 
-    def _seal_rows(self, conn: psycopg.Connection[Any]) -> tuple[int, int, ChainHash, CompactRange]:
-        rows = conn.execute(
-            "SELECT id, event_id, event, occurred_at, actor, action, resource, outcome_status"
-            " FROM audit_pending ORDER BY id LIMIT %s",
-            [self.batch_size],
-        ).fetchall()
-        seq, chain = self._head_seq, self._head_chain
+    def _seal_rows(
+        self, conn: psycopg.Connection[Any], own: list[quarantine.Pending]
+    ) -> tuple[int, int, ChainHash, CompactRange]:
+        rows = quarantine.fetch(conn, self.batch_size)
         compact = CompactRange(self._compact.size, self._compact.nodes)
-        if not rows:
-            return 0, seq, chain, compact
+        if not rows and not own:
+            return 0, self._head_seq, self._head_chain, compact
+        sealable = own + quarantine.screen(conn, rows, self.signer)
+        seq, chain = self._head_seq, self._head_chain
         with conn.cursor().copy(
             "COPY audit_entries (seq, event_id, entry, entry_hash, chain_hash, occurred_at,"
             " actor, action, resource, outcome_status) FROM STDIN"
         ) as copy:
-            for _, event_id, event, occurred_at, actor, action, resource, status in rows:
+            for row in sealable:
                 seq += 1
-                entry = wrap(seq, bytes(event))
+                entry = wrap(seq, row.event)
                 digest = entry_hash(entry)
                 chain = chain_hash(chain, digest)
                 compact.append(digest)
                 copy.write_row(
                     (
                         seq,
-                        event_id,
+                        row.event_id,
                         entry,
                         digest,
                         chain,
-                        occurred_at,
-                        actor,
-                        action,
-                        resource,
-                        status,
+                        row.occurred_at,
+                        row.actor,
+                        row.action,
+                        row.resource,
+                        row.outcome_status,
                     )
                 )
-        conn.execute("DELETE FROM audit_pending WHERE id = ANY(%s)", [[r[0] for r in rows]])
+        conn.execute("DELETE FROM audit_pending WHERE id = ANY(%s)", [[r.id for r in rows]])
         conn.execute(
             "UPDATE audit_chain_head SET seq = %s, chain_hash = %s, updated_at = now()"
             " WHERE id = 1",
@@ -166,12 +235,7 @@ class Sealer:
 
     def _write_checkpoint(
         self, conn: psycopg.Connection[Any], compact: CompactRange, chain: ChainHash
-    ) -> None:
-        exists = conn.execute(
-            "SELECT 1 FROM audit_checkpoints WHERE size = %s", [compact.size]
-        ).fetchone()
-        if exists:
-            return
+    ) -> SignedTree:
         body = Checkpoint(self.signer.origin, compact.size, compact.root(), chain)
         signed = notes.sign(body, self.signer.name, self.signer.key)
         conn.execute(
@@ -179,7 +243,7 @@ class Sealer:
             " VALUES (%s, %s, %s, %s)",
             [compact.size, body.root, signed.note, compact.to_bytes()],
         )
-        self._last_checkpoint = time.monotonic()
+        return SignedTree(CompactRange(compact.size, compact.nodes), chain, signed.note)
 
     def run_once(self) -> int:
         """Seal everything pending now and checkpoint it; 0 if another sealer leads."""
@@ -192,14 +256,21 @@ class Sealer:
         return total
 
     def run(self, stop: threading.Event, poll_interval_s: float = 0.2) -> None:
-        """Seal until ``stop`` is set; stand by while another sealer leads; survive DB restarts."""
+        """Seal until ``stop`` is set; stand by while another sealer leads; survive DB restarts;
+        while the log does not extend the last signed tree, refuse (and say so) without end."""
         while not stop.is_set():
             try:
                 if not self.acquire():
                     stop.wait(poll_interval_s * 5)
                     continue
                 if self.seal_batch() == 0:  # idle: a checkpoint is still signed once due
+                    metrics.PENDING.set(store.pending_count(self._require()))
                     stop.wait(poll_interval_s)
+            except SealingRefused as exc:
+                log.error("audit sealer: %s", exc, extra={"reason": exc.reason})
+                metrics.refusing(exc.reason)
+                self.close()
+                stop.wait(REFUSAL_RETRY_S)
             except (LeadershipLost, StoreError) as exc:
                 log.warning("sealer: %s; retrying", exc)
                 self.close()

@@ -67,6 +67,11 @@ def pending_params(event: Event) -> dict[str, Any]:
     }
 
 
+def pending_count(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT count(*) FROM audit_pending").fetchone()
+    return int(row[0]) if row else 0
+
+
 def append_pending(conn: psycopg.Connection[Any], event: Event) -> None:
     """Insert one event into the caller's open transaction (lock-free)."""
     conn.execute(INSERT_PENDING, pending_params(event))

@@ -50,6 +50,10 @@ class Event:
     result_id: str | None = None
     content_sha256: str | None = None
     on_behalf_of: str | None = None
+    detail: str | None = None
+    """Free text the sealer writes into its own entries (what a quarantine or an accepted
+    restore was about); left out of the canonical bytes when None, so older entries keep
+    theirs."""
 
 
 Row = tuple[int, bytes, bytes, bytes]

@@ -16,6 +16,7 @@ import argparse
 import json
 import multiprocessing
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -38,7 +39,9 @@ from audit import service, store
 from audit.chain import decode_event, encode_event, format_time
 from audit.integrity import Trust
 from audit.parallel import verify_parallel
-from audit.sealer import Sealer, Signer
+from audit.sealer import Sealer
+from audit.sealer_state import SealerState
+from audit.signer import Signer
 from audit.types import Event
 
 ORIGIN = "bench.appliance/audit"
@@ -131,8 +134,8 @@ def bulk_pending(url: str, count: int) -> None:
         decode_event(bytes(sample[0]))  # the loaded bytes are real canonical events
 
 
-def seal_all(url: str, signer: Signer, batch: int = 5000) -> tuple[int, float]:
-    sealer = Sealer(url, signer, batch_size=batch, checkpoint_interval_s=1.0)
+def seal_all(url: str, signer: Signer, state: Path, batch: int = 5000) -> tuple[int, float]:
+    sealer = Sealer(url, signer, SealerState(state), batch_size=batch, checkpoint_interval_s=1.0)
     started = time.perf_counter()
     sealed = sealer.run_once()
     elapsed = time.perf_counter() - started
@@ -198,31 +201,33 @@ def run(args: argparse.Namespace) -> None:
         "machine": f"{platform.node()} {platform.processor() or platform.machine()},"
         f" {__import__('os').cpu_count()} CPUs, Python {platform.python_version()}",
     }
+    folder = Path(tempfile.mkdtemp(prefix="bench-audit-"))
+    state = folder / "sealer.state"
     try:
         migrate.upgrade(url.replace("postgresql://", "postgresql+psycopg://", 1))
-        with tempfile.TemporaryDirectory() as folder:
-            pem = Path(folder) / "k.pem"
-            pem.write_bytes(key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ))  # fmt: skip
-            for count in (int(c) for c in args.writers.split(",") if c):
-                rates = []
-                for _ in range(args.repeat):
-                    sealer = subprocess.Popen(
-                        [sys.executable, "-m", "audit", "seal", "--database-url", url,
-                         "--signing-key", str(pem), "--origin", ORIGIN],
-                        stderr=subprocess.DEVNULL,
-                    )  # fmt: skip
-                    try:
-                        rates.append(writers(url, count, args.seconds, args.processes))
-                    finally:
-                        sealer.terminate()
-                        sealer.wait(30)
-                figures[f"writers_{count}_events_per_s"] = round(statistics.median(rates))
-                figures["writer_processes"] = args.processes
-                print(f"{count} writers: {rates} events/s", flush=True)
-        seal_all(url, signer)
+        pem = folder / "k.pem"
+        pem.write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ))  # fmt: skip
+        for count in (int(c) for c in args.writers.split(",") if c):
+            rates = []
+            for _ in range(args.repeat):
+                sealer = subprocess.Popen(
+                    [sys.executable, "-m", "audit", "seal", "--database-url", url,
+                     "--signing-key", str(pem), "--origin", ORIGIN,
+                     "--state-file", str(state)],
+                    stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+                try:
+                    rates.append(writers(url, count, args.seconds, args.processes))
+                finally:
+                    sealer.terminate()
+                    sealer.wait(30)
+            figures[f"writers_{count}_events_per_s"] = round(statistics.median(rates))
+            figures["writer_processes"] = args.processes
+            print(f"{count} writers: {rates} events/s", flush=True)
+        seal_all(url, signer, state)
         with psycopg.connect(url) as conn:
             have = int(conn.execute("SELECT count(*) FROM audit_entries").fetchone()[0])  # type: ignore[index]
         missing = max(args.entries - have, 0)
@@ -231,7 +236,7 @@ def run(args: argparse.Namespace) -> None:
         print(
             f"loaded {missing} pending events in {time.perf_counter() - started:.1f}s", flush=True
         )
-        sealed, elapsed = seal_all(url, signer)
+        sealed, elapsed = seal_all(url, signer, state)
         figures["sealing_events_per_s"] = round(sealed / elapsed) if elapsed else None
         print(f"sealed {sealed} in {elapsed:.1f}s", flush=True)
         for workers, label in ((args.verify_workers, "verify"), (1, "verify_sequential")):
@@ -245,6 +250,7 @@ def run(args: argparse.Namespace) -> None:
             figures[f"{label}_entries_per_s"] = round(size / statistics.median(timings))
         figures["verify_workers"] = args.verify_workers
     finally:
+        shutil.rmtree(folder, ignore_errors=True)
         with psycopg.connect(args.database_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     print(json.dumps(figures, indent=2))

@@ -86,6 +86,7 @@ start_appliance() {
   log "starting the audit sealer"
   AUDIT_DATABASE_URL=${APPLIANCE_DATABASE_URL/+psycopg/} \
     APPLIANCE_AUDIT_SIGNING_KEY_PATH=$PKI/audit-signing.pem \
+    APPLIANCE_AUDIT_SEALER_STATE_PATH=$STATE/audit-sealer.state \
     "$VENV/bin/audit-tool" seal >"$STATE/sealer.log" 2>&1 &
   echo $! >"$STATE/sealer.pid"
   log "starting the appliance on https://localhost:$API_PORT"

@@ -18,7 +18,9 @@ from audit import checkpoint as notes
 from audit import store
 from audit.chain import format_time
 from audit.integrity import Trust
-from audit.sealer import Sealer, Signer
+from audit.sealer import Sealer
+from audit.sealer_state import SealerState
+from audit.signer import Signer
 from audit.types import Event
 from harness.postgres import sqlalchemy_url
 
@@ -45,6 +47,12 @@ def key_files(tmp_path_factory: pytest.TempPathFactory, signing_key: Ed25519Priv
 @pytest.fixture
 def signer(signing_key: Ed25519PrivateKey) -> Signer:
     return Signer(ORIGIN, ORIGIN, signing_key)
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> SealerState:
+    """The state file of the test's sealer (sealers of one test share it, as on one host)."""
+    return SealerState(tmp_path / "sealer.state")
 
 
 @pytest.fixture
@@ -103,11 +111,11 @@ def add_events(url: str, count: int, start: int = 0) -> list[Event]:
 
 
 @pytest.fixture
-def sealed_log(audit_db: str, signer: Signer) -> Iterator[str]:
+def sealed_log(audit_db: str, signer: Signer, state: SealerState) -> Iterator[str]:
     """A log of 40 sealed events in four batches of 10, each with its checkpoint."""
     for batch in range(4):
         add_events(audit_db, 10, start=batch * 10)
-        sealer = Sealer(audit_db, signer)
+        sealer = Sealer(audit_db, signer, state)
         assert sealer.run_once() == 10
         sealer.close()
     yield audit_db

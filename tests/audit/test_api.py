@@ -18,7 +18,9 @@ from flask.testing import FlaskClient
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY
 from appliance.settings import Settings
 from audit.pseudonym import pseudonymise
-from audit.sealer import Sealer, Signer
+from audit.sealer import Sealer
+from audit.sealer_state import SealerState
+from audit.signer import Signer
 from harness.fake_vllm import FakeVllm
 from harness.identity import FINGERPRINT, identity
 from harness.postgres import sqlalchemy_url
@@ -56,10 +58,16 @@ def as_role(app: Flask) -> Callable[..., FlaskClient]:
     return make
 
 
-def _seal(url: str, signer: Signer) -> None:
-    sealer = Sealer(url, signer)
-    sealer.run_once()
-    sealer.close()
+@pytest.fixture
+def seal(audit_db: str, signer: Signer, state: SealerState) -> Callable[[], None]:
+    """Seal what is pending now (and sign a checkpoint over it)."""
+
+    def run() -> None:
+        sealer = Sealer(audit_db, signer, state)
+        sealer.run_once()
+        sealer.close()
+
+    return run
 
 
 def _events(url: str, request_id: str) -> list[dict[str, Any]]:
@@ -73,7 +81,7 @@ def _events(url: str, request_id: str) -> list[dict[str, Any]]:
 
 
 def test_classification_denied_and_auditor_query_are_each_audited(
-    as_role: Callable[..., FlaskClient], audit_db: str, signer: Signer
+    as_role: Callable[..., FlaskClient], audit_db: str, seal: Callable[[], None]
 ) -> None:
     ok = as_role("classifier").post(
         "/api/v1/classify-document", json={"document_id": DOC, "text": TEXT}
@@ -86,14 +94,14 @@ def test_classification_denied_and_auditor_query_are_each_audited(
     assert denied.status_code == 403
     anonymous = as_role().get("/api/v1/classifications/" + DOC)
     assert anonymous.status_code == 401
-    _seal(audit_db, signer)
+    seal()
     auditor = as_role("auditor", name="spiffe://hospital/people/auditor")
     query = auditor.get("/api/v1/audit/events", query_string={"document_id": DOC})
     assert query.status_code == 200
     found = query.get_json()["events"]
     # The denied POST never reached body parsing, so it names no document; the denied GET does.
     assert [e["action"] for e in found] == ["classify_document", "read_classification"]
-    _seal(audit_db, signer)
+    seal()
 
     pseudonym = pseudonymise(PSEUDONYM_KEY, DOC)
     [classified] = _events(audit_db, ok.headers["X-Request-ID"])
@@ -124,7 +132,7 @@ def test_classification_denied_and_auditor_query_are_each_audited(
 def test_no_document_text_or_raw_id_in_audit_tables_or_logs(
     as_role: Callable[..., FlaskClient],
     audit_db: str,
-    signer: Signer,
+    seal: Callable[[], None],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
@@ -139,7 +147,7 @@ def test_no_document_text_or_raw_id_in_audit_tables_or_logs(
     assert client.post(
         "/api/v1/classify-document", json={"document_id": DOC, "text": ""}
     ).status_code in (400, 422)
-    _seal(audit_db, signer)
+    seal()
     with psycopg.connect(audit_db) as conn:
         dumped = "".join(
             str(row)
@@ -179,13 +187,13 @@ def test_audit_failure_turns_the_response_into_a_503(
 
 
 def test_auditor_endpoints(
-    as_role: Callable[..., FlaskClient], audit_db: str, signer: Signer
+    as_role: Callable[..., FlaskClient], audit_db: str, seal: Callable[[], None]
 ) -> None:
     client = as_role("classifier", "auditor")
     for i in range(5):
         body = {"document_id": f"doc-{i}", "text": f"Invoice {i} for services rendered."}
         assert client.post("/api/v1/classify-document", json=body).status_code == 200
-    _seal(audit_db, signer)
+    seal()
     note = client.get("/api/v1/audit/checkpoints/latest")
     assert note.status_code == 200 and note.text.startswith(ORIGIN + "\n5\n")
     event = client.get("/api/v1/audit/events/2")
@@ -194,7 +202,7 @@ def test_auditor_endpoints(
     assert proof.status_code == 200 and proof.get_json()["tree_size"] == 5
     for i in range(3):
         client.get(f"/api/v1/audit/events/{i}")
-    _seal(audit_db, signer)
+    seal()
     latest = int(client.get("/api/v1/audit/checkpoints/latest").text.split("\n")[1])
     assert latest == 11  # five classifications, then six audited reads
     consistency = client.get("/api/v1/audit/consistency", query_string={"from": 5, "to": latest})

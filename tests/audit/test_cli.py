@@ -78,7 +78,10 @@ def test_the_database_url_can_come_from_a_file(
     monkeypatch.setenv("AUDIT_DATABASE_URL_FILE", str(url_file))
     add_events(audit_db, 3)
     signing_key = str(key_files / "signing.pem")
-    sealed = run("seal", "--once", "--origin", ORIGIN, "--signing-key", signing_key)
+    state = str(tmp_path / "sealer.state")
+    sealed = run(
+        "seal", "--once", "--origin", ORIGIN, "--signing-key", signing_key, "--state-file", state
+    )
     assert sealed.exit_code == 0, sealed.output
     verified = run("verify", "--public-key", str(key_files / "verifier.vkey"), "--json")
     assert verified.exit_code == 0, verified.output

@@ -13,7 +13,9 @@ import psycopg
 
 from audit import service, store
 from audit.integrity import Trust
-from audit.sealer import Sealer, Signer
+from audit.sealer import Sealer
+from audit.sealer_state import SealerState
+from audit.signer import Signer
 from tests.audit.conftest import ORIGIN, make_event
 
 WRITERS = 32
@@ -21,11 +23,13 @@ EVENTS_PER_WRITER = 40
 
 
 def _sealer_process(url: str, keys: Path, log: Path) -> subprocess.Popen[bytes]:
+    """A sealer on this host: its state file sits beside the log."""
     with log.open("ab") as stderr:
         return subprocess.Popen(
             [
                 sys.executable, "-m", "audit", "seal", "--database-url", url,
                 "--signing-key", str(keys / "signing.pem"), "--origin", ORIGIN,
+                "--state-file", str(log.with_name("sealer.state")),
                 "--batch-size", "50", "--checkpoint-interval", "0.2",
             ],
             stdout=subprocess.DEVNULL,
@@ -82,7 +86,7 @@ def test_writers_and_a_killed_sealer_leave_one_contiguous_chain(
         process.send_signal(signal.SIGTERM)
         assert process.wait(15) == 0, log.read_text()
 
-    final = Sealer(audit_db, signer)
+    final = Sealer(audit_db, signer, SealerState(log.with_name("sealer.state")))
     final.run_once()
     final.close()
 

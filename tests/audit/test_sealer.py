@@ -6,12 +6,14 @@ import psycopg
 
 from audit import service
 from audit.integrity import Trust
-from audit.sealer import Sealer, Signer
+from audit.sealer import Sealer
+from audit.sealer_state import SealerState
+from audit.signer import Signer
 from tests.audit.conftest import add_events
 
 
-def test_only_one_sealer_leads(audit_db: str, signer: Signer) -> None:
-    first, second = Sealer(audit_db, signer), Sealer(audit_db, signer)
+def test_only_one_sealer_leads(audit_db: str, signer: Signer, state: SealerState) -> None:
+    first, second = Sealer(audit_db, signer, state), Sealer(audit_db, signer, state)
     assert first.acquire()
     assert not second.acquire()
     add_events(audit_db, 5)
@@ -23,15 +25,15 @@ def test_only_one_sealer_leads(audit_db: str, signer: Signer) -> None:
 
 
 def test_a_stale_sealer_is_fenced_and_resumes_from_the_real_head(
-    audit_db: str, signer: Signer, trust: Trust
+    audit_db: str, signer: Signer, trust: Trust, state: SealerState
 ) -> None:
-    stale = Sealer(audit_db, signer)
+    stale = Sealer(audit_db, signer, state)
     add_events(audit_db, 10)
     assert stale.run_once() == 10
     stale_conn = stale._conn
     assert stale_conn is not None
     stale_conn.execute("SELECT pg_advisory_unlock_all()")  # as if its lock had been lost
-    other = Sealer(audit_db, signer)
+    other = Sealer(audit_db, signer, state)
     add_events(audit_db, 7, start=10)
     assert other.run_once() == 7
     other.close()
@@ -47,9 +49,9 @@ def test_a_stale_sealer_is_fenced_and_resumes_from_the_real_head(
 
 
 def test_checkpoints_are_due_by_interval_and_forced_by_run_once(
-    audit_db: str, signer: Signer
+    audit_db: str, signer: Signer, state: SealerState
 ) -> None:
-    sealer = Sealer(audit_db, signer, batch_size=4, checkpoint_interval_s=3600)
+    sealer = Sealer(audit_db, signer, state, batch_size=4, checkpoint_interval_s=3600)
     add_events(audit_db, 10)
     assert sealer.acquire()
     assert sealer.seal_batch() == 4  # the first checkpoint is due at once

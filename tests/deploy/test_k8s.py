@@ -133,8 +133,12 @@ def test_base_is_hardened(rendered: dict[str, list[dict[str, Any]]]) -> None:
     assert vllm_in[0]["from"] == [{"podSelector": {"matchLabels": {
         "app.kubernetes.io/name": "appliance"}}}]
     assert len(policies) >= 5
-    for name in ("appliance", "audit-sealer", "vllm"):
-        pod = find(docs, "Deployment", name)["spec"]["template"]["spec"]
+    for kind, name in (
+        ("Deployment", "appliance"),
+        ("StatefulSet", "audit-sealer"),
+        ("Deployment", "vllm"),
+    ):
+        pod = find(docs, kind, name)["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         for container in pod["containers"]:
             ctx = container["securityContext"]
@@ -150,3 +154,19 @@ def test_base_is_hardened(rendered: dict[str, list[dict[str, Any]]]) -> None:
     mounts = {m["name"] for m in appliance["containers"][0]["volumeMounts"]}
     assert {"tls", "crl", "db"} <= mounts
     assert find(docs, "PodDisruptionBudget", "appliance")["spec"]["minAvailable"] == 1
+
+
+def test_the_one_sealer_keeps_its_state_on_its_own_volume(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """The sealer's last signed checkpoint must survive a restart and live outside the
+    database: one pod, a volume of its own, the state path on that volume."""
+    for docs in rendered.values():
+        sealer = find(docs, "StatefulSet", "audit-sealer")["spec"]
+        assert sealer["replicas"] == 1
+        assert [t["metadata"]["name"] for t in sealer["volumeClaimTemplates"]] == ["state"]
+        container = sealer["template"]["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "state")
+        assert env["APPLIANCE_AUDIT_SEALER_STATE_PATH"].startswith(mount["mountPath"] + "/")
+        assert not mount.get("readOnly", False)

@@ -1,0 +1,104 @@
+"""Pending rows the sealer cannot seal, set aside instead of stopping the log.
+
+A row whose event is already sealed, or whose bytes are not a readable event, would fail every
+batch (a crash loop). ``screen`` moves such rows to ``audit_quarantine`` (append-only) and puts
+in their place an entry of the sealer's own that records the quarantine: the row's event id and
+the reason, so auditors see it in the signed log.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from audit import metrics
+from audit.chain import decode_event, encode_event
+from audit.errors import EventError
+from audit.signer import Signer
+from audit.types import Event
+
+QUARANTINED = "audit_row_quarantined"
+"""Action of the entry the sealer writes for each pending row it set aside."""
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A row of ``audit_pending`` (``id`` -1: an event of the sealer's own, not from the table)."""
+
+    id: int
+    event_id: uuid.UUID
+    event: bytes
+    occurred_at: datetime
+    actor: str | None
+    action: str
+    resource: str | None
+    outcome_status: int
+
+
+def fetch(conn: psycopg.Connection[Any], limit: int) -> list[Pending]:
+    rows = conn.execute(
+        "SELECT id, event_id, event, occurred_at, actor, action, resource, outcome_status"
+        " FROM audit_pending ORDER BY id LIMIT %s",
+        [limit],
+    )
+    return [Pending(r[0], r[1], bytes(r[2]), *r[3:]) for r in rows]
+
+
+def own_row(event: Event) -> Pending:
+    """A sealer's event as a row to seal."""
+    return Pending(
+        id=-1,
+        event_id=uuid.UUID(event.event_id),
+        event=encode_event(event),
+        occurred_at=datetime.fromisoformat(event.occurred_at),
+        actor=event.actor_subject,
+        action=event.action,
+        resource=event.resource,
+        outcome_status=event.outcome_status,
+    )
+
+
+def screen(conn: psycopg.Connection[Any], rows: list[Pending], signer: Signer) -> list[Pending]:
+    """The rows to seal, in order, with each unsealable row quarantined and replaced by the
+    sealer's entry about it. Runs in the sealer's batch transaction."""
+    ids = [row.event_id for row in rows]
+    sealed_ids = {
+        r[0]
+        for r in conn.execute("SELECT event_id FROM audit_entries WHERE event_id = ANY(%s)", [ids])
+    }
+    sealable = []
+    for row in rows:
+        reason = "already_sealed" if row.event_id in sealed_ids else _unreadable(row)
+        if reason is None:
+            sealable.append(row)
+            continue
+        conn.execute(
+            "INSERT INTO audit_quarantine (pending_id, event_id, event, reason)"
+            " VALUES (%s, %s, %s, %s)",
+            [row.id, row.event_id, row.event, reason],
+        )
+        log.error(
+            "audit sealer: pending row quarantined",
+            extra={"pending_id": row.id, "event_id": str(row.event_id), "reason": reason},
+        )
+        metrics.QUARANTINED.labels(reason).inc()
+        record = signer.event(QUARANTINED, 422, resource=str(row.event_id), error_code=reason)
+        sealable.append(own_row(record))
+    return sealable
+
+
+def _unreadable(row: Pending) -> str | None:
+    """Why the row's event cannot go into the log as it is, or None."""
+    try:
+        event = decode_event(row.event)
+    except EventError:
+        return "unreadable_event"
+    if event.event_id != str(row.event_id):
+        return "event_id_mismatch"
+    return None
