@@ -16,9 +16,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit import checkpoint as notes
 from audit import options
+from audit.cosignature import load_witness_key
 from audit.sealer import Sealer
 from audit.sealer_state import SealerState
 from audit.signer import Signer
+from audit.witness_client import Submitter, WitnessEndpoint
 
 
 @click.command()
@@ -54,6 +56,15 @@ from audit.signer import Signer
     envvar="APPLIANCE_AUDIT_SEALER_METRICS_BIND",
     help="HOST:PORT for the sealer's Prometheus metrics (plain HTTP; no event content).",
 )
+@click.option(
+    "--witness",
+    "witnesses",
+    multiple=True,
+    envvar="APPLIANCE_AUDIT_WITNESSES",
+    help="A witness as VKEY_FILE=URL (its verifier key and https://host:port); repeat for"
+    " several (in the environment: separated by spaces).",
+)
+@options.witness_tls()
 def seal(
     database_url: str,
     signing_key: Path,
@@ -65,12 +76,20 @@ def seal(
     batch_size: int,
     checkpoint_interval: float,
     metrics_bind: str | None,
+    witnesses: tuple[str, ...],
+    witness_ca: Path | None,
+    witness_cert: Path | None,
+    witness_cert_key: Path | None,
 ) -> None:
     """Run the sealer (one leader at a time; others stand by). It never signs a log that does
     not extend the last checkpoint it signed: see docs/auditors.md on restores."""
     signer = Signer(origin, key_name or origin, notes.load_private_key(signing_key))
     state = SealerState(state_file or signing_key.with_name(signing_key.name + ".state"))
-    sealer = Sealer(database_url, signer, state, batch_size, checkpoint_interval)
+    submitter = None
+    if witnesses:
+        tls = options.witness_context(witness_ca, witness_cert, witness_cert_key)
+        submitter = Submitter(database_url, [_endpoint(spec) for spec in witnesses], tls)
+    sealer = Sealer(database_url, signer, state, batch_size, checkpoint_interval, submitter)
     if accept_restore is not None:
         size = sealer.accept_restore(accept_restore.read())
         click.echo(f"restore accepted; the gap is recorded under checkpoint {size}", err=True)
@@ -88,6 +107,27 @@ def seal(
     sealer.run(stop)
 
 
+def write_private_key(path: Path) -> Ed25519PrivateKey:
+    """A new Ed25519 key in ``path`` (PEM, mode 0600); never overwrites a key."""
+    if path.exists():
+        raise click.UsageError(f"{path} exists; refusing to overwrite a key")
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    return key
+
+
+def _endpoint(spec: str) -> WitnessEndpoint:
+    vkey, sep, url = spec.partition("=")
+    if not sep or not url.startswith("https://"):
+        raise click.UsageError(f"--witness: got {spec!r}, want VKEY_FILE=https://host:port")
+    return WitnessEndpoint(url, load_witness_key(Path(vkey)))
+
+
 @click.command()
 @click.option("--name", required=True, help="Key name; use the log's origin.")
 @click.option(
@@ -95,15 +135,6 @@ def seal(
 )
 def keygen(name: str, out: Path) -> None:
     """Create an Ed25519 checkpoint signing key and its verifier key."""
-    private_path, public_path = out.with_suffix(".pem"), out.with_suffix(".vkey")
-    if private_path.exists():
-        raise click.UsageError(f"{private_path} exists; refusing to overwrite a signing key")
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
-    public_path.write_text(notes.vkey(name, key.public_key()) + "\n", encoding="utf-8")
+    key = write_private_key(out.with_suffix(".pem"))
+    out.with_suffix(".vkey").write_text(notes.vkey(name, key.public_key()) + "\n", encoding="utf-8")
     click.echo(notes.vkey(name, key.public_key()))

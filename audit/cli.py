@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ import click
 from audit import checkpoint as notes
 from audit import export, options, service, store
 from audit.admin import keygen, seal
+from audit.cosignature import WitnessKey, load_witness_key
 from audit.errors import AuditError, TamperingDetected
 from audit.export_file import read_jsonl
 from audit.integrity import Trust, VerifyResult, verify_log
@@ -27,6 +29,9 @@ from audit.parallel import verify_parallel
 from audit.pseudonym import load_key, pseudonymise
 from audit.report import render_text
 from audit.types import Checkpoint
+from audit.witness_check import check_quorum, check_witness_view
+from audit.witness_cli import witness
+from audit.witness_client import fetch_latest
 
 DB = options.database_url()
 KEY = click.option(
@@ -116,6 +121,31 @@ def _run_verify(
     help="Accept a log (or export) that starts at a signed checkpoint above seq 0.",
 )
 @WORKERS
+@click.option(
+    "--witness",
+    "witness_keys",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A witness's verifier key: require its cosignature on the newest checkpoint.",
+)
+@click.option(
+    "--quorum", type=click.IntRange(1), help="Cosignatures required (default: every --witness)."
+)
+@click.option(
+    "--witness-url",
+    "witness_urls",
+    multiple=True,
+    help="Ask this witness (https://host:port) for the newest tree it cosigned; the log must"
+    " contain it.",
+)
+@click.option(
+    "--witness-grace",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds a new checkpoint may wait for its cosignatures.",
+)
+@options.witness_tls()
 def verify(
     database_url: str | None,
     export_file: Path | None,
@@ -125,8 +155,16 @@ def verify(
     as_json: bool,
     allow_pruned: bool,
     workers: int,
+    witness_keys: tuple[Path, ...],
+    quorum: int | None,
+    witness_urls: tuple[str, ...],
+    witness_grace: float,
+    witness_ca: Path | None,
+    witness_cert: Path | None,
+    witness_cert_key: Path | None,
 ) -> None:
-    """Verify the whole log (or everything after a trusted checkpoint)."""
+    """Verify the whole log (or everything after a trusted checkpoint); with --witness, also
+    that witnesses cosigned it."""
     trust = _trust(public_key, origin)
     trusted = None
     if from_checkpoint is not None:
@@ -135,6 +173,19 @@ def verify(
     result, problem, extra = _run_verify(
         database_url, export_file, trust, trusted, workers, allow_pruned
     )
+    if problem is None and (witness_keys or witness_urls):
+        if database_url is None:
+            raise click.UsageError("witness checks need --database-url (cosignatures are there)")
+        keys = [load_witness_key(path) for path in witness_keys]
+        if not keys:
+            raise click.UsageError("--witness-url needs the witness's key (--witness)")
+        tls = options.witness_context(witness_ca, witness_cert, witness_cert_key)
+        try:
+            extra["witnessed"] = _witnessed(
+                database_url, keys, quorum or len(keys), witness_urls, witness_grace, tls, trust
+            )
+        except AuditError as exc:
+            problem = exc
     body = service.report(result, problem, **extra)
     if as_json:
         _emit(body)
@@ -142,6 +193,26 @@ def verify(
         click.echo(render_text(body))
     if problem is not None:
         raise problem
+
+
+def _witnessed(
+    database_url: str,
+    keys: list[WitnessKey],
+    quorum: int,
+    urls: tuple[str, ...],
+    grace_s: float,
+    tls: ssl.SSLContext,
+    trust: Trust,
+) -> dict[str, Any]:
+    """The witness checks of ``verify`` (each witness's own view first: it names a fork);
+    raise ``TamperingDetected`` when they fail."""
+    with store.connect(database_url) as conn:
+        origin = trust.origin or trust.name
+        views = {
+            url: check_witness_view(conn, fetch_latest(url, origin, tls), keys) for url in urls
+        }
+        size = check_quorum(conn, keys, quorum, grace_s)
+    return {"quorum": quorum, "size": size, "witness_views": views}
 
 
 @cli.command()
@@ -254,6 +325,7 @@ def consistency(database_url: str, size1: int, size2: int) -> None:
 
 cli.add_command(seal)
 cli.add_command(keygen)
+cli.add_command(witness)
 
 
 def main(argv: list[str] | None = None) -> None:

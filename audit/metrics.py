@@ -28,6 +28,20 @@ QUARANTINED = Counter(
     ["reason"],
 )
 
+WITNESS_SIZE = Gauge(
+    "audit_witness_cosigned_size", "Size of the newest checkpoint a witness cosigned", ["witness"]
+)
+WITNESS_TIME = Gauge(
+    "audit_witness_cosigned_timestamp_seconds",
+    "When a witness last cosigned a checkpoint, Unix time",
+    ["witness"],
+)
+WITNESS_FAILURES = Counter(
+    "audit_witness_failures_total",
+    "Submissions to a witness that got no cosignature, by reason",
+    ["witness", "reason"],
+)
+
 
 def refusing(reason: str | None) -> None:
     """Mark the sealer as refusing for ``reason``, or as sealing again (None)."""

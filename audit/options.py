@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,3 +36,30 @@ def database_url(required: bool = True) -> Callable[[Any], Any]:
         callback=resolve,
         help=f"PostgreSQL URL (or AUDIT_DATABASE_URL, or a file named by {URL_FILE_ENV}).",
     )
+
+
+def witness_tls() -> Callable[[Any], Any]:
+    """``--witness-ca``, ``--witness-cert``, ``--witness-cert-key``: mutual TLS to witnesses."""
+    paths = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+    def decorate(command: Any) -> Any:
+        for name, env, text in reversed(
+            [
+                ("--witness-ca", "APPLIANCE_AUDIT_WITNESS_CA", "CA certificates of the witnesses."),
+                ("--witness-cert", "APPLIANCE_AUDIT_WITNESS_CERT", "Client certificate (PEM)."),
+                ("--witness-cert-key", "APPLIANCE_AUDIT_WITNESS_CERT_KEY", "Its private key."),
+            ]
+        ):
+            command = click.option(name, envvar=env, type=paths, help=text)(command)
+        return command
+
+    return decorate
+
+
+def witness_context(ca: Path | None, cert: Path | None, key: Path | None) -> ssl.SSLContext:
+    """TLS to a witness: its certificate checked against ``ca`` (or the system's), ours shown."""
+    context = ssl.create_default_context(cafile=str(ca) if ca else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert is not None:
+        context.load_cert_chain(str(cert), str(key) if key else None)
+    return context

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from audit.errors import ProofError
-from audit.rfc6962 import EMPTY_ROOT, hash_children
+from audit.rfc6962 import EMPTY_ROOT, CompactRange, hash_children, root_of
 from audit.types import Hash
 
 
@@ -90,3 +90,42 @@ class Tree:
         index = (size1 - 1) >> shift
         seed = [] if size1 == 1 << shift else [self.levels[shift][index]]
         return seed + self._path(index, shift, size2, inner - shift)
+
+
+def consistency_from_compact(old: CompactRange, new_leaves: Sequence[bytes]) -> list[Hash]:
+    """RFC 9162 consistency proof from the tree ``old`` describes to that tree extended by
+    ``new_leaves``, without the old leaves: every proof node left of the old size is one of the
+    old tree's compact-range nodes (or a run of them), every node right of it is built from the
+    new leaves. For the sealer, which keeps compact ranges, not trees."""
+    size1, size2 = old.size, old.size + len(new_leaves)
+    if size1 in (0, size2):
+        return []
+    spans, start = [], 0
+    for bit, node in zip(
+        (b for b in reversed(range(size1.bit_length())) if size1 >> b & 1), old.nodes, strict=True
+    ):
+        spans.append((start, start + (1 << bit), node))
+        start += 1 << bit
+
+    def mth(low: int, high: int) -> Hash:
+        if low >= size1:
+            return root_of(Hash(leaf) for leaf in new_leaves[low - size1 : high - size1])
+        inside = [(begin, end, node) for begin, end, node in spans if low <= begin and end <= high]
+        if high > size1 or sum(end - begin for begin, end, _ in inside) != high - low:
+            raise ProofError(f"consistency proof: [{low}, {high}) is not made of old nodes")
+        covering = [node for _, _, node in inside]
+        node = covering[-1]
+        for left in reversed(covering[:-1]):
+            node = hash_children(left, node)
+        return node
+
+    def subproof(low: int, high: int, whole: bool) -> list[Hash]:
+        """SUBPROOF(size1 - low, D[low:high], whole) of RFC 9162 section 2.1.4.1."""
+        if size1 == high:
+            return [] if whole else [mth(low, high)]
+        split = 1 << ((high - low - 1).bit_length() - 1)
+        if size1 <= low + split:
+            return [*subproof(low, low + split, whole), mth(low + split, high)]
+        return [*subproof(low + split, high, False), mth(low, low + split)]
+
+    return subproof(0, size2, True)

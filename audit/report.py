@@ -27,6 +27,11 @@ def render_text(body: dict[str, Any]) -> str:
             lines.append(
                 "Newest checkpoint:\n  " + body["latest_checkpoint"]["note"].replace("\n", "\n  ")
             )
+    if "witnessed" in body:
+        w = body["witnessed"]
+        lines.append(f"Witnessed: checkpoint of size {w['size']} cosigned by {w['quorum']}+")
+        for url, size in w["witness_views"].items():
+            lines.append(f"  {url}: newest cosigned tree (size {size}) is in the log")
     if "pending_events" in body:
         lines.append(f"Events awaiting sealing: {body['pending_events']}")
     for row in body.get("activity", []):

@@ -32,6 +32,7 @@ from audit.sealer_state import GENESIS, SealerState, SignedTree, check_signed, e
 from audit.service import verify_database
 from audit.signer import Signer
 from audit.types import ChainHash, Checkpoint, Event
+from audit.witness_client import Submitter
 
 LOCK_KEY = 0x6175646974  # "audit"
 REFUSAL_RETRY_S = 30.0
@@ -51,8 +52,11 @@ class Sealer:
         state: SealerState,
         batch_size: int = 2000,
         checkpoint_interval_s: float = 10.0,
+        witnesses: Submitter | None = None,
     ) -> None:
+        """``witnesses``: where each new checkpoint is submitted for cosigning (or nowhere)."""
         self.url = url
+        self.witnesses = witnesses
         self.signer = signer
         self.state = state
         self.batch_size = batch_size
@@ -189,6 +193,8 @@ class Sealer:
             self._signed = signed
             self._last_checkpoint = time.monotonic()
             metrics.checkpoint_signed(signed.size)
+            if self.witnesses is not None:
+                self.witnesses.wake()
         metrics.SEALED.inc(sealed)
         return sealed
 
@@ -253,11 +259,15 @@ class Sealer:
         while sealed := self.seal_batch():
             total += sealed
         self.seal_batch(force_checkpoint=True)
+        if self.witnesses is not None:
+            self.witnesses.submit_latest()
         return total
 
     def run(self, stop: threading.Event, poll_interval_s: float = 0.2) -> None:
         """Seal until ``stop`` is set; stand by while another sealer leads; survive DB restarts;
         while the log does not extend the last signed tree, refuse (and say so) without end."""
+        if self.witnesses is not None:
+            self.witnesses.start(stop)
         while not stop.is_set():
             try:
                 if not self.acquire():

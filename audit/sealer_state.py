@@ -15,8 +15,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ import psycopg
 from audit import store
 from audit.chain import links
 from audit.errors import AuditError, SealingRefused
+from audit.files import write_atomically
 from audit.rfc6962 import CompactRange
 from audit.signer import Verifier
 from audit.types import GENESIS_CHAIN, ChainHash, StoredCheckpoint
@@ -60,7 +59,7 @@ GENESIS = SignedTree(CompactRange(), GENESIS_CHAIN, None)
 
 
 class SealerState:
-    """The state file: JSON, written atomically (temporary file, fsync, rename), mode 0600."""
+    """The state file: JSON, written atomically (``files.write_atomically``), mode 0600."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -94,24 +93,7 @@ class SealerState:
             "chain": base64.b64encode(tree.chain).decode(),
             "note": tree.note,
         }
-        folder = self.path.parent
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{self.path.name}.")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, indent=1)
-                handle.write("\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        directory = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        write_atomically(self.path, json.dumps(data, indent=1) + "\n")
 
 
 def check_signed(tree: SignedTree, verifier: Verifier, what: str) -> None:

@@ -160,6 +160,39 @@ def latest_checkpoint(conn: psycopg.Connection[Any]) -> StoredCheckpoint | None:
     return None if row is None else StoredCheckpoint(row[0], row[1], bytes(row[2]))
 
 
+def checkpoint_at(conn: psycopg.Connection[Any], size: int) -> StoredCheckpoint | None:
+    row = conn.execute(
+        "SELECT size, note, compact_range FROM audit_checkpoints WHERE size = %s", [size]
+    ).fetchone()
+    return None if row is None else StoredCheckpoint(row[0], row[1], bytes(row[2]))
+
+
+def entry_hashes(conn: psycopg.Connection[Any], start: int, stop: int) -> list[bytes]:
+    """The entry (leaf) hashes of seq ``start`` to ``stop - 1``, in order."""
+    rows = conn.execute(
+        "SELECT entry_hash FROM audit_entries WHERE seq >= %s AND seq < %s ORDER BY seq",
+        [start, stop],
+        binary=True,
+    )
+    return [bytes(row[0]) for row in rows]
+
+
+def cosignatures(conn: psycopg.Connection[Any], size: int) -> list[str]:
+    """The witness cosignature lines stored for the checkpoint of ``size``."""
+    rows = conn.execute(
+        "SELECT signature FROM audit_cosignatures WHERE size = %s ORDER BY id", [size]
+    )
+    return [str(row[0]) for row in rows]
+
+
+def add_cosignature(conn: psycopg.Connection[Any], size: int, witness: str, line: str) -> None:
+    conn.execute(
+        "INSERT INTO audit_cosignatures (size, witness, signature) VALUES (%s, %s, %s)"
+        " ON CONFLICT (size, witness) DO NOTHING",
+        [size, witness, line],
+    )
+
+
 def chain_head(conn: psycopg.Connection[Any], lock: bool = False) -> tuple[int, ChainHash]:
     """(seq of the last sealed entry or -1, its chain hash); ``lock`` takes the row lock."""
     query = "SELECT seq, chain_hash FROM audit_chain_head WHERE id = 1"

@@ -26,6 +26,10 @@ class TamperKind(enum.StrEnum):
     REORDERED = "reordered"
     TRUNCATED = "truncated"
     BAD_SIGNATURE = "bad_checkpoint_signature"
+    UNWITNESSED = "unwitnessed"
+    """The newest checkpoint lacks the required witness cosignatures."""
+    FORKED = "forked"
+    """A witness cosigned a tree this log does not contain (a rollback or a fork)."""
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audit.errors import ProofError, RootMismatchError
-from audit.proof import Tree
+from audit.proof import Tree, consistency_from_compact
 from audit.rfc6962 import CompactRange, hash_leaf, root_of
 from audit.types import Hash
 from audit.verify import verify_consistency, verify_inclusion
@@ -101,3 +101,14 @@ def test_compact_range_round_trips_and_extends(size: int) -> None:
     assert again.root() == compact.root() == TREE.root(size)
     again.extend(LEAVES[size:])
     assert again.root() == TREE.root(MAX)
+
+
+@settings(max_examples=300, deadline=None)
+@given(two_sizes())
+def test_proofs_from_a_compact_range_match_the_full_tree(case: tuple[int, int]) -> None:
+    """What the sealer sends witnesses (no old leaves, only the old compact range) is the same
+    proof as one built from the whole tree."""
+    size1, size2 = case
+    old = CompactRange()
+    old.extend(LEAVES[:size1])
+    assert consistency_from_compact(old, LEAVES[size1:size2]) == TREE.consistency(size1, size2)
