@@ -47,6 +47,12 @@ from audit.witness_client import Submitter, WitnessEndpoint
     help="After a restore: accept this signed checkpoint (a file with the note, held by the"
     " restored database) as the base of every later one, record the gap in the log, and exit.",
 )
+@click.option(
+    "--rotate-to",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Hand checkpoint signing over to this new key (PEM), recorded in the log, and exit;"
+    " then run the sealer with it. Verifiers keep the first key pinned.",
+)
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=2000)
 @click.option(
     "--checkpoint-interval", type=float, default=10.0, help="Seconds between checkpoints."
@@ -73,6 +79,7 @@ def seal(
     state_file: Path | None,
     once: bool,
     accept_restore: TextIO | None,
+    rotate_to: Path | None,
     batch_size: int,
     checkpoint_interval: float,
     metrics_bind: str | None,
@@ -93,6 +100,11 @@ def seal(
     if accept_restore is not None:
         size = sealer.accept_restore(accept_restore.read())
         click.echo(f"restore accepted; the gap is recorded under checkpoint {size}", err=True)
+        return
+    if rotate_to is not None:
+        successor = Signer(origin, signer.name, notes.load_private_key(rotate_to))
+        size = sealer.rotate_key(successor)
+        click.echo(f"checkpoint {size} hands signing over to {successor.verifier.vkey}", err=True)
         return
     if metrics_bind:
         host, _, port = metrics_bind.rpartition(":")

@@ -1,6 +1,7 @@
 """C2SP tlog-checkpoint bodies in C2SP signed notes, signed with Ed25519.
 
-Body: ``<origin>\\n<size>\\n<base64 root>\\n`` plus our extension line ``chain <base64>\\n``.
+Body: ``<origin>\\n<size>\\n<base64 root>\\n`` plus our extension lines ``chain <base64>\\n`` and,
+on a key rotation, ``key <vkey>\\n`` (the key of every later checkpoint).
 Note: body, an empty line, then ``— <key name> <base64(key id || signature)>\\n`` lines. The key
 id is the first 4 bytes of SHA-256(name || 0x0A || 0x01 || public key). Verifier keys are written
 in the note ``vkey`` form ``<name>+<hex key id>+<base64(0x01 || public key)>``.
@@ -74,14 +75,28 @@ def body(checkpoint: Checkpoint) -> str:
     text = f"{checkpoint.origin}\n{checkpoint.size}\n{base64.b64encode(checkpoint.root).decode()}\n"
     if checkpoint.chain is not None:
         text += f"chain {base64.b64encode(checkpoint.chain).decode()}\n"
+    if checkpoint.next_key is not None:
+        text += f"key {checkpoint.next_key}\n"
     return text
 
 
 def sign(checkpoint: Checkpoint, name: str, private: Ed25519PrivateKey) -> SignedCheckpoint:
     text = body(checkpoint)
+    return SignedCheckpoint(checkpoint, f"{text}\n{_signature_line(text, name, private)}")
+
+
+def add_signature(
+    signed: SignedCheckpoint, name: str, private: Ed25519PrivateKey
+) -> SignedCheckpoint:
+    """The same note with one more signature line (a key rotation is signed by both keys)."""
+    line = _signature_line(body(signed.checkpoint), name, private)
+    return SignedCheckpoint(signed.checkpoint, signed.note + line)
+
+
+def _signature_line(text: str, name: str, private: Ed25519PrivateKey) -> str:
     signature = private.sign(text.encode())
     blob = base64.b64encode(key_id(name, private.public_key()) + signature).decode()
-    return SignedCheckpoint(checkpoint, f"{text}\n{_DASH}{name} {blob}\n")
+    return f"{_DASH}{name} {blob}\n"
 
 
 def _b64hash(text: str, what: str) -> bytes:
@@ -100,12 +115,18 @@ def parse_body(text: str) -> Checkpoint:
         raise CheckpointError("checkpoint body: want origin, size and root lines ending in \\n")
     if not lines[1].isdigit() or (lines[1] != "0" and lines[1].startswith("0")):
         raise CheckpointError(f"checkpoint size: got {lines[1]!r}, want a decimal integer")
-    chain = None
+    chain, next_key = None, None
     for extension in lines[3:-1]:
         if extension.startswith("chain "):
             chain = ChainHash(_b64hash(extension.removeprefix("chain "), "chain extension"))
+        elif extension.startswith("key "):
+            next_key = extension.removeprefix("key ")
+            try:
+                parse_vkey(next_key)
+            except KeyFileError as exc:
+                raise CheckpointError(f"key extension: {exc}") from exc
     root = Hash(_b64hash(lines[2], "checkpoint root"))
-    return Checkpoint(lines[0], int(lines[1]), root, chain)
+    return Checkpoint(lines[0], int(lines[1]), root, chain, next_key)
 
 
 def open_note(

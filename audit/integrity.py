@@ -34,11 +34,39 @@ MERGE_BATCH = 4096
 
 @dataclass(frozen=True)
 class Trust:
-    """The verifier key (name and Ed25519 public key) and, optionally, the expected origin."""
+    """The verifier key (name and Ed25519 public key) and, optionally, the expected origin;
+    ``rotations``: the keys later checkpoints are signed with, from the size after which each
+    applies (see ``following``)."""
 
     name: str
     public: Ed25519PublicKey
     origin: str | None = None
+    rotations: tuple[tuple[int, Trust], ...] = ()
+
+    def for_checkpoint(self, size: int) -> Trust:
+        """The key that signs the checkpoint of ``size``."""
+        key = self
+        for after, successor in self.rotations:
+            if size > after:
+                key = successor
+        return key
+
+    def following(self, checkpoints: Sequence[StoredCheckpoint]) -> Trust:
+        """This pinned key plus each rotation announced (``key`` line) by a checkpoint that the
+        key of its time signed. A checkpoint that does not open is passed over here; the
+        verification reports it where it stands."""
+        rotations: list[tuple[int, Trust]] = []
+        current: Trust = self
+        for cp in sorted(checkpoints, key=_size):
+            try:
+                signed = notes.open_note(cp.note, current.name, current.public, self.origin)
+            except CheckpointError:
+                continue
+            if signed.checkpoint.next_key is not None:
+                name, public = notes.parse_vkey(signed.checkpoint.next_key)
+                current = Trust(name, public, self.origin)
+                rotations.append((cp.size, current))
+        return Trust(self.name, self.public, self.origin, tuple(rotations))
 
 
 @dataclass(frozen=True)
@@ -59,8 +87,9 @@ class VerifyResult:
 
 
 def open_checkpoint(cp: StoredCheckpoint, trust: Trust) -> SignedCheckpoint:
+    key = trust.for_checkpoint(cp.size)
     try:
-        signed = notes.open_note(cp.note, trust.name, trust.public, trust.origin)
+        signed = notes.open_note(cp.note, key.name, key.public, trust.origin)
     except CheckpointError as exc:
         raise TamperingDetected(TamperKind.BAD_SIGNATURE, max(cp.size - 1, 0), str(exc)) from exc
     if signed.checkpoint.size != cp.size:
@@ -114,6 +143,7 @@ def verify_log(
     are then skipped and the stored compact range at that size must reproduce its root.
     ``head_seq``: the chain head the database reports, if any (catches a truncated tail).
     """
+    trust = trust.following(checkpoints)
     it = iter(rows)
     if trusted is not None:
         it = (r for r in it if r[0] >= trusted.size)

@@ -86,6 +86,7 @@ def verify_parallel(
         snapshot = str(conn.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
         head, _ = store.chain_head(conn)
         cps = store.checkpoints(conn)
+        trust = trust.following(cps)
         low_high = conn.execute("SELECT min(seq), max(seq) FROM audit_entries").fetchone()
         first = (
             None if low_high is None or low_high[0] is None else (int(low_high[0]), b"", b"", b"")

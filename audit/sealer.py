@@ -38,6 +38,8 @@ LOCK_KEY = 0x6175646974  # "audit"
 REFUSAL_RETRY_S = 30.0
 log = logging.getLogger(__name__)
 
+KEY_ROTATED = "audit_key_rotated"
+"""Action of the entry recording a hand-over of checkpoint signing to a new key."""
 RESTORE_ACCEPTED = "audit_restore_accepted"
 """Action of the entry recording an operator's ``seal --accept-restore``."""
 
@@ -67,6 +69,7 @@ class Sealer:
         self._compact = CompactRange()
         self._signed = GENESIS
         self._last_checkpoint: float | None = None  # None: the first checkpoint is due at once
+        self._successor: Signer | None = None  # during rotate_key only
 
     def close(self) -> None:
         if self._conn is not None:
@@ -96,6 +99,24 @@ class Sealer:
             return False
         self._conn = conn
         return True
+
+    def rotate_key(self, successor: Signer) -> int:
+        """Hand checkpoint signing over to ``successor``: seal an entry naming its verifier key
+        and sign a checkpoint over it that announces the key (a ``key`` line) with both keys.
+        Verifiers pinned to the first key follow the rotation; from now on run the sealer with
+        the new key. Returns the size of that checkpoint."""
+        if not self.acquire():
+            raise LeadershipLost("another sealer holds the sealing lock; stop it first")
+        record = self.signer.event(
+            KEY_ROTATED, 200, detail=f"later checkpoints are signed by {successor.verifier.vkey}"
+        )
+        self._successor = successor
+        try:
+            self.seal_batch(force_checkpoint=True, own=[record])
+        finally:
+            self._successor = None
+            self.close()
+        return self._signed.size
 
     def accept_restore(self, note: str) -> int:
         """After a real restore: take the signed checkpoint ``note`` (one this key signed, held
@@ -242,8 +263,14 @@ class Sealer:
     def _write_checkpoint(
         self, conn: psycopg.Connection[Any], compact: CompactRange, chain: ChainHash
     ) -> SignedTree:
-        body = Checkpoint(self.signer.origin, compact.size, compact.root(), chain)
+        """The checkpoint of ``compact``; during a rotation it announces the next key and is
+        signed by both keys (the old one vouches for the new one)."""
+        successor = self._successor
+        next_key = None if successor is None else successor.verifier.vkey
+        body = Checkpoint(self.signer.origin, compact.size, compact.root(), chain, next_key)
         signed = notes.sign(body, self.signer.name, self.signer.key)
+        if successor is not None:
+            signed = notes.add_signature(signed, successor.name, successor.key)
         conn.execute(
             "INSERT INTO audit_checkpoints (size, root, note, compact_range)"
             " VALUES (%s, %s, %s, %s)",

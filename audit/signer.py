@@ -26,6 +26,10 @@ class Verifier:
     def open(self, note: str) -> Checkpoint:
         return notes.open_note(note, self.name, self.public, self.origin).checkpoint
 
+    @property
+    def vkey(self) -> str:
+        return notes.vkey(self.name, self.public)
+
 
 @dataclass(frozen=True)
 class Signer:

@@ -93,6 +93,9 @@ class Checkpoint:
     root: Hash
     chain: ChainHash | None = None
     """Chain hash of entry ``size - 1`` (extension line ``chain <base64>``), if present."""
+    next_key: str | None = None
+    """Key rotation (extension line ``key <vkey>``): the verifier key of every later
+    checkpoint, announced by a checkpoint signed with the current key."""
 
 
 @dataclass(frozen=True)

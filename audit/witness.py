@@ -49,23 +49,34 @@ class Answer:
     content_type: str = "text/plain; charset=utf-8"
 
 
+@dataclass
+class Memory:
+    """What a witness remembers per origin: the newest cosigned checkpoint note, and the keys
+    logs rotated to (announced by checkpoints it cosigned)."""
+
+    latest: dict[str, str]
+    keys: dict[str, list[str]]
+
+
 class WitnessState:
-    """The newest cosigned checkpoint note per origin, in one JSON file (atomic writes)."""
+    """The witness's ``Memory`` in one JSON file (atomic writes)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def load(self) -> dict[str, str]:
+    def load(self) -> Memory:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            return {}
-        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-            raise CheckpointError(f"{self.path}: want an object of origin -> checkpoint note")
-        return data
+            return Memory({}, {})
+        try:
+            return Memory(dict(data["latest"]), {k: list(v) for k, v in data["keys"].items()})
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f"{self.path}: not a witness state file") from exc
 
-    def save(self, latest: dict[str, str]) -> None:
-        write_atomically(self.path, json.dumps(latest, indent=1, sort_keys=True) + "\n")
+    def save(self, memory: Memory) -> None:
+        data = {"latest": memory.latest, "keys": memory.keys}
+        write_atomically(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 class Witness:
@@ -85,7 +96,10 @@ class Witness:
         for verifier in logs:
             self._logs.setdefault(verifier.origin, []).append(verifier)
         self._state = state
-        self._latest = state.load()
+        self._memory = state.load()
+        for origin, vkeys in self._memory.keys.items():
+            for vkey in vkeys:
+                self._trust_key(origin, vkey)
         self._lock = threading.Lock()
         self._clock = clock
 
@@ -103,7 +117,7 @@ class Witness:
         if old > checkpoint.size:
             return Answer(400, f"old size {old} is larger than the checkpoint size\n")
         with self._lock:
-            known = self._latest.get(origin)
+            known = self._memory.latest.get(origin)
             known_cp = notes.parse_body(body_of(known)) if known else None
             known_size = known_cp.size if known_cp else 0
             if old != known_size:
@@ -112,18 +126,26 @@ class Witness:
             if refusal is not None:
                 log.error("witness: refused a checkpoint", extra={"origin": origin, "why": refusal})
                 return refusal
-            self._latest[origin] = note
-            self._state.save(self._latest)
+            self._memory.latest[origin] = note
+            if checkpoint.next_key is not None:  # the log rotated its key: follow it
+                self._trust_key(origin, checkpoint.next_key)
+                self._memory.keys.setdefault(origin, []).append(checkpoint.next_key)
+            self._state.save(self._memory)
         return Answer(200, cosign(body_of(note), self.name, self._key, int(self._clock())))
 
     def latest(self, origin: str) -> Answer:
         """The newest checkpoint cosigned for ``origin``, with this witness's cosignature."""
         with self._lock:
-            note = self._latest.get(origin)
+            note = self._memory.latest.get(origin)
         if note is None:
             return Answer(404, f"no checkpoint of {origin!r} has been cosigned\n")
         line = cosign(body_of(note), self.name, self._key, int(self._clock()))
         return Answer(200, note + line)
+
+    def _trust_key(self, origin: str, vkey: str) -> None:
+        """After a rotation only the new key signs this log's checkpoints."""
+        name, public = notes.parse_vkey(vkey)
+        self._logs[origin] = [Verifier(name, public, origin)]
 
     def _open(self, note: str) -> Checkpoint | None:
         origin = note.split("\n", 1)[0]
