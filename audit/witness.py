@@ -225,7 +225,12 @@ def serve(
         def log_message(self, format: str, *args: object) -> None:
             log.info("witness: " + format, *args)
 
-    server = http.server.ThreadingHTTPServer(bind, Handler)
+    class Server(http.server.ThreadingHTTPServer):
+        def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
+            """A failed handshake (no or a foreign client certificate) is one log line."""
+            log.warning("witness: connection from %s failed", client_address[0], exc_info=False)
+
+    server = Server(bind, Handler)
     # The handshake happens in the handler's thread, so a slow client cannot stall accept().
     server.socket = context.wrap_socket(
         server.socket, server_side=True, do_handshake_on_connect=False

@@ -195,11 +195,12 @@ def main() -> None:
         "",
     ]
     with postgres.admin_server() as admin:
-        databases = postgres.DatabaseFactory(admin)
+        logins = postgres.create_logins(admin)
+        databases = postgres.DatabaseFactory(admin, owner=logins.owner)
         try:
             with (
                 instant_upstream() as upstream,
-                appliance_stack(databases.create(), upstream) as stack,
+                appliance_stack(databases.create(), upstream, logins) as stack,
             ):
                 stack.wait_started()
                 lines += overhead(
@@ -209,12 +210,13 @@ def main() -> None:
             if not args.skip_vllm:
                 with (
                     vllm_cpu.running_vllm() as vllm_url,
-                    appliance_stack(databases.create(), vllm_url) as stack,
+                    appliance_stack(databases.create(), vllm_url, logins) as stack,
                 ):
                     stack.wait_started()
                     lines += batch_efficiency(stack, vllm_url, args.batch, args.rounds)
         finally:
             databases.close()
+            postgres.drop_logins(admin, logins)
     write_section("bench_classify", lines)
     print("\n".join(lines))
 

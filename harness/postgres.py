@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -137,14 +138,24 @@ def sqlalchemy_url(url: str) -> str:
 class DatabaseFactory:
     """Creates uniquely named databases on the admin server and drops them all on close."""
 
-    def __init__(self, admin_url: str) -> None:
+    def __init__(self, admin_url: str, owner: str | None = None) -> None:
+        """``owner``: the login that owns each new database (as the schema owner does in
+        production); default the admin."""
         self.admin_url = admin_url
+        self.owner = owner
         self.created: list[str] = []
 
     def create(self, prefix: str = "appliance_test") -> str:
+        """A new empty database; its superuser URL."""
         name = f"{prefix}_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            if self.owner is not None:
+                conn.execute(
+                    sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                        sql.Identifier(name), sql.Identifier(self.owner)
+                    )
+                )
         self.created.append(name)
         return with_database(self.admin_url, name)
 
@@ -155,3 +166,67 @@ class DatabaseFactory:
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
                 )
         self.created.clear()
+
+
+SERVICE_GROUPS = ("appliance_app", "appliance_sealer", "appliance_auditor")
+"""The NOLOGIN group roles the migrations grant to (see migrations/versions/0002_audit.py)."""
+
+
+@dataclass(frozen=True)
+class Logins:
+    """Login roles as production has them: the schema owner (runs migrations; CREATEROLE, not a
+    superuser) and one login per service in its group role. Made per test session."""
+
+    owner: str
+    app: str
+    sealer: str
+    auditor: str
+    password: str
+
+    def url(self, admin_url: str, login: str) -> str:
+        """``admin_url`` (any database) as ``login``."""
+        scheme, _, rest = admin_url.partition("://")
+        _, _, host_and_db = rest.rpartition("@")
+        return f"{scheme}://{login}:{self.password}@{host_and_db}"
+
+
+def create_logins(admin_url: str) -> Logins:
+    tag = uuid.uuid4().hex[:8]
+    logins = Logins(
+        f"docclass_test_owner_{tag}",
+        f"docclass_test_app_{tag}",
+        f"docclass_test_sealer_{tag}",
+        f"docclass_test_auditor_{tag}",
+        uuid.uuid4().hex,
+    )
+    statements = [
+        *(
+            sql.SQL(
+                "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {name})"
+                " THEN CREATE ROLE {role} NOLOGIN; END IF; END $$"
+            ).format(name=sql.Literal(group), role=sql.Identifier(group))
+            for group in SERVICE_GROUPS
+        ),
+        sql.SQL("CREATE ROLE {} LOGIN CREATEROLE NOSUPERUSER PASSWORD {}").format(
+            sql.Identifier(logins.owner), sql.Literal(logins.password)
+        ),
+        *(
+            sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER PASSWORD {} IN ROLE {}").format(
+                sql.Identifier(login), sql.Literal(logins.password), sql.Identifier(group)
+            )
+            for login, group in zip(
+                (logins.app, logins.sealer, logins.auditor), SERVICE_GROUPS, strict=True
+            )
+        ),
+    ]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+    return logins
+
+
+def drop_logins(admin_url: str, logins: Logins) -> None:
+    """Drop the logins (their databases must be gone)."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        for login in (logins.app, logins.sealer, logins.auditor, logins.owner):
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login)))

@@ -55,18 +55,23 @@ class Stack:
 
 @contextlib.contextmanager
 def appliance_stack(
-    database_url: str, vllm_url: str, extra_env: dict[str, str] | None = None
+    database_url: str,
+    vllm_url: str,
+    logins: postgres.Logins,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
-    """``database_url``: a superuser ``postgresql://`` URL of an empty database."""
+    """``database_url``: a superuser ``postgresql://`` URL of an empty database owned by
+    ``logins.owner``. Migrated as the owner; the appliance runs as ``logins.app``, as in
+    production. ``Stack.database_url`` is the superuser URL, for inspection."""
     sqlalchemy_url = postgres.sqlalchemy_url(database_url)
-    migrate.upgrade(sqlalchemy_url)
+    migrate.upgrade(logins.url(sqlalchemy_url, logins.owner))
     workdir = Path(tempfile.mkdtemp(prefix="appliance-stack-"))
     pki = DevPki.create(workdir / "pki")
     client_cert = pki.client("bench", f"URI:{CLIENT_URI}")
     roles = workdir / "roles.yaml"
     roles.write_text(ROLES)
     env = {
-        "APPLIANCE_DATABASE_URL": sqlalchemy_url,
+        "APPLIANCE_DATABASE_URL": logins.url(sqlalchemy_url, logins.app),
         "APPLIANCE_VLLM_BASE_URL": vllm_url,
         "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
         **(extra_env or {}),

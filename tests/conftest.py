@@ -1,6 +1,10 @@
 """Shared fixtures: a real PostgreSQL server and databases on it, the real CPU vLLM, and the
 scripted upstream for fault injection.
 
+The application runs as it does in production: migrations as the schema owner (not a
+superuser), the API as a login in ``appliance_app``, the sealer in ``appliance_sealer``; so a
+missing grant fails a test. Tests inspect or tamper through the superuser URLs.
+
 See harness/postgres.py for where the server comes from.
 """
 
@@ -24,19 +28,37 @@ def pg_admin_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def create_database(pg_admin_url: str) -> Iterator[Callable[..., str]]:
-    """Factory: ``create_database()`` returns the superuser URL of a fresh, empty database."""
-    factory = postgres.DatabaseFactory(pg_admin_url)
+def logins(pg_admin_url: str) -> Iterator[postgres.Logins]:
+    """The session's least-privilege logins (owner, app, sealer, auditor)."""
+    made = postgres.create_logins(pg_admin_url)
+    yield made
+    postgres.drop_logins(pg_admin_url, made)
+
+
+@pytest.fixture(scope="session")
+def create_database(
+    pg_admin_url: str, logins: postgres.Logins
+) -> Iterator[Callable[..., str]]:
+    """Factory: ``create_database()`` returns the superuser URL of a fresh, empty database
+    owned by the owner login."""
+    factory = postgres.DatabaseFactory(pg_admin_url, owner=logins.owner)
     yield factory.create
     factory.close()
 
 
 @pytest.fixture(scope="session")
-def migrated_database_url(create_database: Callable[..., str]) -> str:
-    """SQLAlchemy URL (superuser) of a fresh database upgraded to the newest migration."""
-    url = postgres.sqlalchemy_url(create_database())
-    migrate.upgrade(url)
-    return url
+def migrated_admin_url(create_database: Callable[..., str], logins: postgres.Logins) -> str:
+    """SQLAlchemy URL (superuser, for inspection) of the session's database, upgraded to the
+    newest migration by the owner login."""
+    url = create_database()
+    migrate.upgrade(postgres.sqlalchemy_url(logins.url(url, logins.owner)))
+    return postgres.sqlalchemy_url(url)
+
+
+@pytest.fixture(scope="session")
+def migrated_database_url(migrated_admin_url: str, logins: postgres.Logins) -> str:
+    """The same database as the application's login (``appliance_app``) sees it."""
+    return logins.url(migrated_admin_url, logins.app)
 
 
 @pytest.fixture(scope="session")
@@ -47,9 +69,10 @@ def vllm_server() -> Iterator[str]:
 
 
 @pytest.fixture
-def clean_database(migrated_database_url: str) -> str:
-    """The session's migrated database with no results or reviews left by earlier tests."""
-    engine = create_engine(migrated_database_url)
+def clean_database(migrated_admin_url: str, migrated_database_url: str) -> str:
+    """The session's migrated database with no results or reviews left by earlier tests, as
+    the application's login."""
+    engine = create_engine(migrated_admin_url)
     with engine.begin() as connection:
         connection.execute(text("TRUNCATE classification_results CASCADE"))
     engine.dispose()

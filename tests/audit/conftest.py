@@ -22,7 +22,7 @@ from audit.sealer import Sealer
 from audit.sealer_state import SealerState
 from audit.signer import Signer
 from audit.types import Event
-from harness.postgres import sqlalchemy_url
+from harness.postgres import Logins, sqlalchemy_url
 
 ORIGIN = "test.appliance/audit"
 
@@ -88,6 +88,12 @@ def audit_db(migrated_template: str, create_database: Callable[..., str]) -> str
     return url
 
 
+@pytest.fixture
+def sealer_url(audit_db: str, logins: Logins) -> str:
+    """The test's database as the sealer's login (``appliance_sealer``), as in production."""
+    return logins.url(audit_db, logins.sealer)
+
+
 def make_event(i: int, **fields: object) -> Event:
     values: dict[str, object] = {
         "event_id": str(uuid.uuid4()),
@@ -111,11 +117,11 @@ def add_events(url: str, count: int, start: int = 0) -> list[Event]:
 
 
 @pytest.fixture
-def sealed_log(audit_db: str, signer: Signer, state: SealerState) -> Iterator[str]:
+def sealed_log(audit_db: str, sealer_url: str, signer: Signer, state: SealerState) -> Iterator[str]:
     """A log of 40 sealed events in four batches of 10, each with its checkpoint."""
     for batch in range(4):
         add_events(audit_db, 10, start=batch * 10)
-        sealer = Sealer(audit_db, signer, state)
+        sealer = Sealer(sealer_url, signer, state)
         assert sealer.run_once() == 10
         sealer.close()
     yield audit_db

@@ -59,11 +59,11 @@ def as_role(app: Flask) -> Callable[..., FlaskClient]:
 
 
 @pytest.fixture
-def seal(audit_db: str, signer: Signer, state: SealerState) -> Callable[[], None]:
+def seal(sealer_url: str, signer: Signer, state: SealerState) -> Callable[[], None]:
     """Seal what is pending now (and sign a checkpoint over it)."""
 
     def run() -> None:
-        sealer = Sealer(audit_db, signer, state)
+        sealer = Sealer(sealer_url, signer, state)
         sealer.run_once()
         sealer.close()
 

@@ -48,7 +48,7 @@ def auditor_url(sealed_log: str) -> str:
     return base.replace("postgres@", "auditor_alice@") + "/" + dbname
 
 
-def test_keygen_then_seal_then_verify(audit_db: str, tmp_path: Path) -> None:
+def test_keygen_then_seal_then_verify(audit_db: str, sealer_url: str, tmp_path: Path) -> None:
     result = run("keygen", "--name", "site/log", "--out", str(tmp_path / "k"))
     assert result.exit_code == 0, result.output
     assert (tmp_path / "k.pem").stat().st_mode & 0o077 == 0
@@ -56,7 +56,7 @@ def test_keygen_then_seal_then_verify(audit_db: str, tmp_path: Path) -> None:
     assert run("keygen", "--name", "x", "--out", str(tmp_path / "k")).exit_code == 2
     add_events(audit_db, 25)
     sealed = run(
-        "seal", "--once", "--database-url", audit_db, "--origin", "site/log",
+        "seal", "--once", "--database-url", sealer_url, "--origin", "site/log",
         "--signing-key", str(tmp_path / "k.pem"),
     )  # fmt: skip
     assert sealed.exit_code == 0, sealed.output
@@ -69,11 +69,15 @@ def test_keygen_then_seal_then_verify(audit_db: str, tmp_path: Path) -> None:
 
 
 def test_the_database_url_can_come_from_a_file(
-    audit_db: str, key_files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    audit_db: str,
+    sealer_url: str,
+    key_files: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """As services run the sealer: the URL (with its password) in a secret file."""
     url_file = tmp_path / "sealer-database-url"
-    url_file.write_text(audit_db + "\n")
+    url_file.write_text(sealer_url + "\n")
     monkeypatch.delenv("AUDIT_DATABASE_URL", raising=False)
     monkeypatch.setenv("AUDIT_DATABASE_URL_FILE", str(url_file))
     add_events(audit_db, 3)

@@ -44,7 +44,12 @@ def _sealed(url: str) -> int:
 
 
 def test_writers_and_a_killed_sealer_leave_one_contiguous_chain(
-    audit_db: str, key_files: Path, signer: Signer, trust: Trust, tmp_path: Path
+    audit_db: str,
+    sealer_url: str,
+    key_files: Path,
+    signer: Signer,
+    trust: Trust,
+    tmp_path: Path,
 ) -> None:
     committed: list[str] = []
     lock = threading.Lock()
@@ -65,8 +70,8 @@ def test_writers_and_a_killed_sealer_leave_one_contiguous_chain(
             errors.append(exc)
 
     log = tmp_path / "sealers.log"
-    first = _sealer_process(audit_db, key_files, log)
-    standby = _sealer_process(audit_db, key_files, log)  # must not fork the chain: it stands by
+    first = _sealer_process(sealer_url, key_files, log)
+    standby = _sealer_process(sealer_url, key_files, log)  # must not fork the chain: it stands by
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(WRITERS)]
     for thread in threads:
         thread.start()
@@ -77,7 +82,7 @@ def test_writers_and_a_killed_sealer_leave_one_contiguous_chain(
     first.send_signal(signal.SIGKILL)  # mid-run: writers are still writing
     first.wait(10)
     killed_at = _sealed(audit_db)
-    restarted = _sealer_process(audit_db, key_files, log)
+    restarted = _sealer_process(sealer_url, key_files, log)
     for thread in threads:
         thread.join(120)
     assert not errors, errors
@@ -86,7 +91,7 @@ def test_writers_and_a_killed_sealer_leave_one_contiguous_chain(
         process.send_signal(signal.SIGTERM)
         assert process.wait(15) == 0, log.read_text()
 
-    final = Sealer(audit_db, signer, SealerState(log.with_name("sealer.state")))
+    final = Sealer(sealer_url, signer, SealerState(log.with_name("sealer.state")))
     final.run_once()
     final.close()
 

@@ -31,11 +31,12 @@ TAIL = 32
 
 
 @pytest.fixture
-def sealed_64(audit_db: str, signer: Signer, state: SealerState) -> str:
-    """64 sealed events, a checkpoint after each batch of 16."""
+def sealed_64(audit_db: str, sealer_url: str, signer: Signer, state: SealerState) -> str:
+    """64 sealed events, a checkpoint after each batch of 16 (superuser URL; the sealer's
+    login is ``sealer_url``)."""
     for batch in range(4):
         add_events(audit_db, 16, start=batch * 16)
-        sealer = Sealer(audit_db, signer, state)
+        sealer = Sealer(sealer_url, signer, state)
         assert sealer.run_once() == 16
         sealer.close()
     return audit_db
@@ -91,13 +92,13 @@ def refusing(reason: str) -> float | None:
 
 
 def test_a_rolled_back_log_is_not_signed(
-    sealed_64: str, signer: Signer, state: SealerState
+    sealed_64: str, sealer_url: str, signer: Signer, state: SealerState
 ) -> None:
     """The attack of issue 12: the newest 32 entries and the checkpoints above them deleted,
     the chain head set back. Before, the sealer reloaded and signed the shorter log."""
     roll_back(sealed_64, 64 - TAIL)
     add_events(sealed_64, 5, start=100)
-    sealer = Sealer(sealed_64, signer, state)
+    sealer = Sealer(sealer_url, signer, state)
     with pytest.raises(SealingRefused) as refused:
         sealer.run_once()
     assert refused.value.reason == "head_moved_back"
@@ -112,6 +113,7 @@ def test_a_rolled_back_log_is_not_signed(
 )
 def test_a_rewritten_tail_with_recomputed_hashes_is_not_signed(
     sealed_64: str,
+    sealer_url: str,
     signer: Signer,
     state: SealerState,
     forged: int,
@@ -123,7 +125,7 @@ def test_a_rewritten_tail_with_recomputed_hashes_is_not_signed(
         with superuser(sealed_64) as conn:
             conn.execute("DELETE FROM audit_checkpoints WHERE size > %s", [64 - TAIL])
     before = checkpoint_sizes(sealed_64)
-    sealer = Sealer(sealed_64, signer, state)
+    sealer = Sealer(sealer_url, signer, state)
     with pytest.raises(SealingRefused) as refused:
         sealer.run_once()
     assert refused.value.reason == reason
@@ -132,13 +134,14 @@ def test_a_rewritten_tail_with_recomputed_hashes_is_not_signed(
 
 def test_the_running_sealer_stops_signing_and_says_why(
     sealed_64: str,
+    sealer_url: str,
     signer: Signer,
     state: SealerState,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(sealer_module, "REFUSAL_RETRY_S", 0.1)
-    sealer = Sealer(sealed_64, signer, state, checkpoint_interval_s=0.05)
+    sealer = Sealer(sealer_url, signer, state, checkpoint_interval_s=0.05)
     stop = threading.Event()
     worker = threading.Thread(target=sealer.run, args=(stop, 0.05))
     worker.start()
@@ -163,17 +166,17 @@ def test_the_running_sealer_stops_signing_and_says_why(
 
 
 def test_an_accepted_restore_is_recorded_and_sealing_resumes(
-    sealed_64: str, signer: Signer, state: SealerState, trust: Trust
+    sealed_64: str, sealer_url: str, signer: Signer, state: SealerState, trust: Trust
 ) -> None:
     """A real restore loses the newest entries too: the operator accepts the restored
     database's newest checkpoint; the gap is sealed into the log as an entry."""
     roll_back(sealed_64, 32)
     with psycopg.connect(sealed_64) as conn:
         note = conn.execute("SELECT note FROM audit_checkpoints WHERE size = 32").fetchone()[0]  # type: ignore[index]
-    size = Sealer(sealed_64, signer, state).accept_restore(note)
+    size = Sealer(sealer_url, signer, state).accept_restore(note)
     assert size == 33
     add_events(sealed_64, 4, start=500)
-    sealer = Sealer(sealed_64, signer, state)
+    sealer = Sealer(sealer_url, signer, state)
     assert sealer.run_once() == 4
     sealer.close()
     with psycopg.connect(sealed_64) as conn:
@@ -188,49 +191,49 @@ def test_an_accepted_restore_is_recorded_and_sealing_resumes(
 
 
 def test_accepting_needs_a_checkpoint_the_database_holds(
-    sealed_64: str, signer: Signer, state: SealerState
+    sealed_64: str, sealer_url: str, signer: Signer, state: SealerState
 ) -> None:
     with psycopg.connect(sealed_64) as conn:
         note = conn.execute("SELECT note FROM audit_checkpoints WHERE size = 64").fetchone()[0]  # type: ignore[index]
     roll_back(sealed_64, 32)
     with pytest.raises(SealingRefused) as refused:
-        Sealer(sealed_64, signer, state).accept_restore(note)
+        Sealer(sealer_url, signer, state).accept_restore(note)
     assert refused.value.reason == "checkpoint_missing"
 
 
 def test_without_its_state_the_sealer_does_not_trust_a_log_with_entries(
-    sealed_64: str, signer: Signer, tmp_path: Path
+    sealed_64: str, sealer_url: str, signer: Signer, tmp_path: Path
 ) -> None:
-    sealer = Sealer(sealed_64, signer, SealerState(tmp_path / "elsewhere.state"))
+    sealer = Sealer(sealer_url, signer, SealerState(tmp_path / "elsewhere.state"))
     with pytest.raises(SealingRefused) as refused:
         sealer.run_once()
     assert refused.value.reason == "no_state"
 
 
 def test_a_state_file_of_another_key_is_refused(
-    sealed_64: str, signer: Signer, state: SealerState, tmp_path: Path
+    sealed_64: str, sealer_url: str, signer: Signer, state: SealerState, tmp_path: Path
 ) -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     other = Signer(ORIGIN, ORIGIN, Ed25519PrivateKey.generate())
     with pytest.raises(SealingRefused) as refused:
-        Sealer(sealed_64, other, state).run_once()
+        Sealer(sealer_url, other, state).run_once()
     assert refused.value.reason == "bad_state"
 
 
 def test_checkpoints_signed_after_the_state_was_saved_are_adopted(
-    sealed_64: str, signer: Signer, state: SealerState, tmp_path: Path
+    sealed_64: str, sealer_url: str, signer: Signer, state: SealerState, tmp_path: Path
 ) -> None:
     """A sealer killed between committing a checkpoint and saving its state (or a standby on
     the same host) finds later checkpoints of its own key that extend its state, and goes on."""
     behind = tmp_path / "behind.state"
     shutil.copy(state.path, behind)
     add_events(sealed_64, 8, start=400)
-    ahead = Sealer(sealed_64, signer, state)
+    ahead = Sealer(sealer_url, signer, state)
     assert ahead.run_once() == 8
     ahead.close()
     add_events(sealed_64, 2, start=450)
-    resumed = Sealer(sealed_64, signer, SealerState(behind))
+    resumed = Sealer(sealer_url, signer, SealerState(behind))
     assert resumed.run_once() == 2
     resumed.close()
     assert json.loads(behind.read_text())["size"] == 74
@@ -238,7 +241,7 @@ def test_checkpoints_signed_after_the_state_was_saved_are_adopted(
 
 
 def test_poison_rows_are_quarantined_and_later_events_sealed(
-    sealed_64: str, signer: Signer, state: SealerState, trust: Trust
+    sealed_64: str, sealer_url: str, signer: Signer, state: SealerState, trust: Trust
 ) -> None:
     with psycopg.connect(sealed_64) as conn:
         sealed_id = conn.execute("SELECT event_id FROM audit_entries WHERE seq = 3").fetchone()[0]  # type: ignore[index]
@@ -254,7 +257,7 @@ def test_poison_rows_are_quarantined_and_later_events_sealed(
             )
     before = REGISTRY.get_sample_value("audit_quarantined_rows_total", {"reason": "already_sealed"})
     later = add_events(sealed_64, 5, start=910)
-    sealer = Sealer(sealed_64, signer, state)
+    sealer = Sealer(sealer_url, signer, state)
     sealer.run_once()
     sealer.close()
     after = REGISTRY.get_sample_value("audit_quarantined_rows_total", {"reason": "already_sealed"})

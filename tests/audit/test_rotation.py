@@ -23,21 +23,24 @@ from tests.audit.test_rollback import superuser
 from tests.audit.test_witness import request
 
 
-def seal(url: str, signer: Signer, state: SealerState, count: int, start: int) -> None:
-    add_events(url, count, start=start)
-    sealer = Sealer(url, signer, state)
+def seal(db: tuple[str, str], signer: Signer, state: SealerState, count: int, start: int) -> None:
+    """``db``: (superuser URL, sealer URL) of one database."""
+    admin, sealing = db
+    add_events(admin, count, start=start)
+    sealer = Sealer(sealing, signer, state)
     sealer.run_once()
     sealer.close()
 
 
 def test_verify_follows_a_rotation_with_only_the_first_key_pinned(
-    audit_db: str, signer: Signer, state: SealerState, trust: Trust
+    audit_db: str, sealer_url: str, signer: Signer, state: SealerState, trust: Trust
 ) -> None:
-    seal(audit_db, signer, state, 10, 0)
+    db = (audit_db, sealer_url)
+    seal(db, signer, state, 10, 0)
     successor = Signer(ORIGIN, ORIGIN, Ed25519PrivateKey.generate())
-    assert Sealer(audit_db, signer, state).rotate_key(successor) == 11
-    seal(audit_db, successor, state, 10, 100)  # the sealer now runs with the new key
-    seal(audit_db, successor, state, 5, 200)
+    assert Sealer(sealer_url, signer, state).rotate_key(successor) == 11
+    seal(db, successor, state, 10, 100)  # the sealer now runs with the new key
+    seal(db, successor, state, 5, 200)
     with psycopg.connect(audit_db) as conn:
         result = service.verify_database(conn, trust)  # the first key only
         rotated = service.entry_json(
@@ -52,11 +55,11 @@ def test_verify_follows_a_rotation_with_only_the_first_key_pinned(
 
 
 def test_a_rotation_signed_by_an_unknown_key_fails(
-    audit_db: str, signer: Signer, state: SealerState, trust: Trust
+    audit_db: str, sealer_url: str, signer: Signer, state: SealerState, trust: Trust
 ) -> None:
     """An insider without the key writes a checkpoint announcing their own key, signed by it,
     then checkpoints signed by that key: verification stops at the forged announcement."""
-    seal(audit_db, signer, state, 10, 0)
+    seal((audit_db, sealer_url), signer, state, 10, 0)
     intruder = Signer(ORIGIN, ORIGIN, Ed25519PrivateKey.generate())
     with psycopg.connect(audit_db) as conn:
         stored = conn.execute(

@@ -12,8 +12,10 @@ from audit.signer import Signer
 from tests.audit.conftest import add_events
 
 
-def test_only_one_sealer_leads(audit_db: str, signer: Signer, state: SealerState) -> None:
-    first, second = Sealer(audit_db, signer, state), Sealer(audit_db, signer, state)
+def test_only_one_sealer_leads(
+    audit_db: str, sealer_url: str, signer: Signer, state: SealerState
+) -> None:
+    first, second = Sealer(sealer_url, signer, state), Sealer(sealer_url, signer, state)
     assert first.acquire()
     assert not second.acquire()
     add_events(audit_db, 5)
@@ -25,15 +27,15 @@ def test_only_one_sealer_leads(audit_db: str, signer: Signer, state: SealerState
 
 
 def test_a_stale_sealer_is_fenced_and_resumes_from_the_real_head(
-    audit_db: str, signer: Signer, trust: Trust, state: SealerState
+    audit_db: str, sealer_url: str, signer: Signer, trust: Trust, state: SealerState
 ) -> None:
-    stale = Sealer(audit_db, signer, state)
+    stale = Sealer(sealer_url, signer, state)
     add_events(audit_db, 10)
     assert stale.run_once() == 10
     stale_conn = stale._conn
     assert stale_conn is not None
     stale_conn.execute("SELECT pg_advisory_unlock_all()")  # as if its lock had been lost
-    other = Sealer(audit_db, signer, state)
+    other = Sealer(sealer_url, signer, state)
     add_events(audit_db, 7, start=10)
     assert other.run_once() == 7
     other.close()
@@ -49,9 +51,9 @@ def test_a_stale_sealer_is_fenced_and_resumes_from_the_real_head(
 
 
 def test_checkpoints_are_due_by_interval_and_forced_by_run_once(
-    audit_db: str, signer: Signer, state: SealerState
+    audit_db: str, sealer_url: str, signer: Signer, state: SealerState
 ) -> None:
-    sealer = Sealer(audit_db, signer, state, batch_size=4, checkpoint_interval_s=3600)
+    sealer = Sealer(sealer_url, signer, state, batch_size=4, checkpoint_interval_s=3600)
     add_events(audit_db, 10)
     assert sealer.acquire()
     assert sealer.seal_batch() == 4  # the first checkpoint is due at once

@@ -171,6 +171,7 @@ def verify_args(url: str, keys: Path, pki: DevPki, *extra: str) -> list[str]:
 
 def test_the_sealer_gets_cosignatures_and_auditors_require_them(
     audit_db: str,
+    sealer_url: str,
     signer: Signer,
     state: SealerState,
     witness_url: str,
@@ -180,11 +181,11 @@ def test_the_sealer_gets_cosignatures_and_auditors_require_them(
 ) -> None:
     sealer_cert = pki.client("sealer", "URI:spiffe://hospital/svc/audit-sealer")
     submitter = Submitter(
-        audit_db, [WitnessEndpoint(witness_url, witness_key)], pki.client_context(sealer_cert)
+        sealer_url, [WitnessEndpoint(witness_url, witness_key)], pki.client_context(sealer_cert)
     )
     for batch in range(3):
         add_events(audit_db, 7, start=batch * 7)
-        sealer = Sealer(audit_db, signer, state, witnesses=submitter)
+        sealer = Sealer(sealer_url, signer, state, witnesses=submitter)
         sealer.run_once()
         sealer.close()
     with psycopg.connect(audit_db) as conn:
@@ -208,6 +209,7 @@ def test_the_sealer_gets_cosignatures_and_auditors_require_them(
 
 def test_a_fork_signed_with_the_stolen_key_is_caught_by_the_witness(
     audit_db: str,
+    sealer_url: str,
     signer: Signer,
     state: SealerState,
     witness_url: str,
@@ -221,20 +223,20 @@ def test_a_fork_signed_with_the_stolen_key_is_caught_by_the_witness(
     the log's key alone; with the witness it does not."""
     sealer_cert = pki.client("sealer", "URI:spiffe://hospital/svc/audit-sealer")
     submitter = Submitter(
-        audit_db, [WitnessEndpoint(witness_url, witness_key)], pki.client_context(sealer_cert)
+        sealer_url, [WitnessEndpoint(witness_url, witness_key)], pki.client_context(sealer_cert)
     )
     for batch in range(4):
         add_events(audit_db, 16, start=batch * 16)
-        sealer = Sealer(audit_db, signer, state, witnesses=submitter)
+        sealer = Sealer(sealer_url, signer, state, witnesses=submitter)
         sealer.run_once()
         sealer.close()
     roll_back(audit_db, 32)
     with psycopg.connect(audit_db) as conn:
         note = conn.execute("SELECT note FROM audit_checkpoints WHERE size = 32").fetchone()[0]  # type: ignore[index]
     attacker = SealerState(tmp_path / "attacker.state")
-    Sealer(audit_db, signer, attacker).accept_restore(note)
+    Sealer(sealer_url, signer, attacker).accept_restore(note)
     add_events(audit_db, 40, start=1000)
-    forger = Sealer(audit_db, signer, attacker, witnesses=submitter)
+    forger = Sealer(sealer_url, signer, attacker, witnesses=submitter)
     forger.run_once()  # the witness refuses: it cosigned 64 entries this log does not extend
     forger.close()
 

@@ -11,6 +11,7 @@ import httpx
 import psycopg
 import pytest
 
+from harness import postgres
 from harness.stack import CLIENT_URI, Stack, appliance_stack
 
 pytestmark = pytest.mark.vllm
@@ -20,8 +21,10 @@ SECRET = "Zebra Quasar Marmalade"
 
 
 @pytest.fixture(scope="module")
-def stack(create_database: Callable[..., str], vllm_server: str) -> Iterator[Stack]:
-    with appliance_stack(create_database(), vllm_server) as running:
+def stack(
+    create_database: Callable[..., str], vllm_server: str, logins: postgres.Logins
+) -> Iterator[Stack]:
+    with appliance_stack(create_database(), vllm_server, logins) as running:
         running.wait_started()
         yield running
 

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from appliance.classification.taxonomy import load_taxonomy
+from harness import postgres
 from harness.stack import Stack, appliance_stack
 
 pytestmark = pytest.mark.vllm
@@ -31,8 +32,10 @@ DOCUMENTS = {
 
 
 @pytest.fixture(scope="module")
-def stack(create_database: Callable[..., str], vllm_server: str) -> Iterator[Stack]:
-    with appliance_stack(create_database(), vllm_server) as running:
+def stack(
+    create_database: Callable[..., str], vllm_server: str, logins: postgres.Logins
+) -> Iterator[Stack]:
+    with appliance_stack(create_database(), vllm_server, logins) as running:
         running.wait_started()
         yield running
 

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from appliance.classification.taxonomy import load_taxonomy
 from appliance.cli import cli
+from harness import postgres
 from harness.fake_vllm import FakeVllm, running_fake_vllm
 from harness.stack import Stack, appliance_stack
 from tests.evaluation.files import write_pdf
@@ -25,8 +26,10 @@ def upstream() -> Iterator[FakeVllm]:
 
 
 @pytest.fixture(scope="module")
-def stack(create_database: Callable[..., str], upstream: FakeVllm) -> Iterator[Stack]:
-    with appliance_stack(create_database(), upstream.url) as running:
+def stack(
+    create_database: Callable[..., str], upstream: FakeVllm, logins: postgres.Logins
+) -> Iterator[Stack]:
+    with appliance_stack(create_database(), upstream.url, logins) as running:
         running.wait_started()
         yield running
 
