@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.fake_vllm import running_fake_vllm
 from tests.deploy import harness
 from tests.deploy.pki import Issued, TestCA
 
@@ -37,6 +38,9 @@ class Deployment:
     ca: TestCA
     client: Issued
     user: str
+    sealer_user: str
+    migrate_user: str
+    vllm_url: str
     primary: str
     replica: str
     primary_port: int
@@ -192,7 +196,10 @@ def _inventory(d: Deployment, ca: TestCA, server: Issued, vkey: str) -> dict[str
                 "appliance_systemd_unit_dir": units,
                 "appliance_bind": f"127.0.0.1:{d.app_port}",
                 "appliance_workers": 1, "appliance_threads": 4,
-                "appliance_vllm_base_url": f"http://127.0.0.1:{harness.free_port()}",
+                "appliance_sealer_user": d.sealer_user,
+                "appliance_migrate_user": d.migrate_user,
+                "appliance_sealer_state_dir": str(b / "sealer-state"),
+                "appliance_vllm_base_url": d.vllm_url,
                 "appliance_vllm_model": "smollm2-135m",
                 "appliance_audit_origin": "docclass-appliance/deploy-test",
                 "appliance_audit_signing_key": "{{ vault_audit_signing_key }}",
@@ -243,13 +250,20 @@ def _cleanup(d: Deployment) -> None:
     harness.stop_pg_ctl(d.base / "drill")
     for name in (d.primary, d.replica):
         harness.drop_cluster(name)
-    subprocess.run(["userdel", d.user], capture_output=True, check=False)
-    subprocess.run(["groupdel", d.user], capture_output=True, check=False)
+    for account in (d.user, d.sealer_user, d.migrate_user):
+        subprocess.run(["userdel", account], capture_output=True, check=False)
+        subprocess.run(["groupdel", account], capture_output=True, check=False)
     shutil.rmtree(d.base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def deployment() -> Iterator[Deployment]:
+    """The deployment, its API pointed at the scripted upstream (so it can warm up)."""
+    with running_fake_vllm() as upstream:
+        yield from _deployment(upstream.url)
+
+
+def _deployment(vllm_url: str) -> Iterator[Deployment]:
     if os.geteuid() != 0:
         pytest.fail("the deployment tests run ansible against this machine and need root")
     missing = [c for c in REQUIRED_COMMANDS if shutil.which(c) is None]
@@ -263,7 +277,8 @@ def deployment() -> Iterator[Deployment]:
     has_app, has_audit = _capabilities()
     d = Deployment(
         base=base, inventory=base / "inventory", ca=TestCA(), client=None,  # type: ignore[arg-type]
-        user=f"dct{pid}u", primary=f"dct{pid}_p", replica=f"dct{pid}_r",
+        user=f"dct{pid}u", sealer_user=f"dct{pid}s", migrate_user=f"dct{pid}m",
+        vllm_url=vllm_url, primary=f"dct{pid}_p", replica=f"dct{pid}_r",
         primary_port=harness.free_port(), replica_port=harness.free_port(),
         app_port=harness.free_port(), drill_port=harness.free_port(),
         passwords={name: secrets.token_urlsafe(24) for name in (

@@ -145,6 +145,11 @@ def test_installed_service_command_answers_health(deployment: Deployment) -> Non
         # (the denial is also an audit event, sealed and verified by the backup test).
         status, body = _https_get(deployment, "/api/v1/review-queue")
         assert status == 403, body
+        # Started: schema at head (read as the least-privilege app login) and warmed up.
+        status, body = harness.wait_for(
+            lambda: _ok(_https_get(deployment, "/health/startup")), 60, "/health/startup 200"
+        )
+        assert body == {"status": "ok", "checks": {"migrations_at_head": True, "warmed_up": True}}
     finally:
         proc.terminate()
         try:
@@ -153,6 +158,46 @@ def test_installed_service_command_answers_health(deployment: Deployment) -> Non
             proc.kill()
             proc.communicate()
     assert proc.returncode is not None
+
+
+def _ok(answer: tuple[int, dict[str, object]]) -> tuple[int, dict[str, object]]:
+    """For ``wait_for``: the answer once it is a 200, else an error to keep waiting on."""
+    if answer[0] != 200:
+        raise AssertionError(f"not yet: {answer}")
+    return answer
+
+
+def _can_read(user: str, path: Path) -> bool:
+    proc = subprocess.run(["runuser", "-u", user, "--", "cat", str(path)],
+                          capture_output=True, text=True, check=False)
+    return proc.returncode == 0
+
+
+def test_each_process_reads_only_its_own_secrets(deployment: Deployment) -> None:
+    """Code execution in the API must not reach the checkpoint signing key, the sealer's or the
+    schema owner's database credentials (issue 12)."""
+    d = deployment
+    config = d.base / "etc" / "appliance"
+    api_secrets = [config / "api" / "api-database-url", config / "api" / "audit-pseudonym.key"]
+    sealer_secrets = [config / "sealer" / "audit-signing-key.pem",
+                      config / "sealer" / "sealer-database-url"]
+    for path in api_secrets + sealer_secrets:
+        assert path.exists(), path
+    assert [p for p in sealer_secrets if _can_read(d.user, p)] == []
+    assert [p for p in api_secrets if _can_read(d.sealer_user, p)] == []
+    assert all(_can_read(d.user, p) for p in api_secrets)
+    assert all(_can_read(d.sealer_user, p) for p in sealer_secrets)
+    assert not _can_read(d.user, d.base / "sealer-state")  # its state directory too
+    # The owner's password is on no file of the installation (only in the encrypted vault).
+    owner_password = d.passwords["docclass_owner"].encode()
+    holding = [
+        path for path in (d.base / "etc").rglob("*")
+        if path.is_file() and owner_password in path.read_bytes()
+    ]
+    assert holding == []
+    units = d.base / "systemd" / "app-local"
+    sealer_unit = harness.parse_unit(units / "docclass-audit-sealer.service")
+    assert sealer_unit["User"] == [d.sealer_user]
 
 
 def _uid_gid(user: str) -> tuple[int, int]:

@@ -30,14 +30,15 @@ def _reports(d: Deployment, name: str) -> dict[str, object]:
 
 
 def _seal_pending(d: Deployment) -> int:
-    """Run the installed sealer once, as the service account with its environment."""
+    """Run the installed sealer once, as its own account with its environment."""
     config = d.base / "etc" / "appliance"
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
     env |= harness.read_env_file(config / "common.env")
-    env |= harness.read_env_file(config / "secrets" / "sealer.env")
+    env |= harness.read_env_file(config / "sealer" / "sealer.env")
     proc = subprocess.run(
-        ["runuser", "-u", d.user, "--", str(d.base / "opt" / "venv" / "bin" / "audit-tool"),
-         "seal", "--once"], env=env, cwd=d.base / "state", capture_output=True, text=True,
+        ["runuser", "-u", d.sealer_user, "--",
+         str(d.base / "opt" / "venv" / "bin" / "audit-tool"), "seal", "--once"],
+        env=env, cwd=d.base / "sealer-state", capture_output=True, text=True,
         check=False, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return int(harness.psql(d.primary_port, "SELECT count(*) FROM audit_entries", db="docclass"))

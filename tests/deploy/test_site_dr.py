@@ -59,7 +59,7 @@ def test_failover_promotes_the_replica_and_repoints_the_appliance(deployment: De
                             check=False).returncode
     assert status == 3, "old primary still running (not fenced)"
     assert harness.psql(d.replica_port, "SELECT pg_is_in_recovery()") == "f"
-    url = (d.base / "etc" / "appliance" / "secrets" / "api-database-url").read_text()
+    url = (d.base / "etc" / "appliance" / "api" / "api-database-url").read_text()
     assert f"@127.0.0.1:{d.replica_port}/docclass" in url, "appliance still on the old primary"
     marker = str(uuid.uuid4())
     with _owner(d, d.replica_port) as conn:
