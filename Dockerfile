@@ -16,9 +16,14 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE} AS appliance
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# Two accounts: the API (10001) and the audit sealer (10003, owns its state directory, which a
+# named volume copies with this ownership on first use).
 RUN groupadd --system --gid 10001 docclass \
  && useradd --system --uid 10001 --gid docclass --home-dir /var/lib/docclass --shell /usr/sbin/nologin docclass \
- && install -d -o docclass -g docclass -m 0750 /var/lib/docclass
+ && install -d -o docclass -g docclass -m 0750 /var/lib/docclass \
+ && groupadd --system --gid 10003 docclass-sealer \
+ && useradd --system --uid 10003 --gid docclass-sealer --home-dir /var/lib/docclass-sealer --shell /usr/sbin/nologin docclass-sealer \
+ && install -d -o docclass-sealer -g docclass-sealer -m 0700 /var/lib/docclass-sealer
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER 10001:10001

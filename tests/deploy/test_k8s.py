@@ -3,6 +3,7 @@ custom resources pass the vendored schemas, and the GPU overlays differ where th
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -170,3 +171,19 @@ def test_the_one_sealer_keeps_its_state_on_its_own_volume(
         mount = next(m for m in container["volumeMounts"] if m["name"] == "state")
         assert env["APPLIANCE_AUDIT_SEALER_STATE_PATH"].startswith(mount["mountPath"] + "/")
         assert not mount.get("readOnly", False)
+
+
+def test_only_the_migration_job_holds_the_owners_credentials(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """The API pods must not be given the schema owner's secret, not even for an init
+    container: it goes to the one-shot migration Job alone (issue 12)."""
+    for docs in rendered.values():
+        holders = sorted(
+            f"{doc['kind']}/{doc['metadata']['name']}"
+            for doc in docs
+            if "appliance-db-owner" in json.dumps(doc)
+        )
+        assert holders == ["Job/appliance-migrate"]
+        api = find(docs, "Deployment", "appliance")["spec"]["template"]["spec"]
+        assert "initContainers" not in api
