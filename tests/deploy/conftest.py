@@ -40,6 +40,8 @@ class Deployment:
     user: str
     sealer_user: str
     migrate_user: str
+    witness_user: str
+    witness_port: int
     vllm_url: str
     primary: str
     replica: str
@@ -127,7 +129,9 @@ def _audit_keys(base: Path, origin: str) -> tuple[str, str]:
     return out.with_suffix(".pem").read_text(), out.with_suffix(".vkey").read_text()
 
 
-def _inventory(d: Deployment, ca: TestCA, server: Issued, vkey: str) -> dict[str, object]:
+def _inventory(
+    d: Deployment, ca: TestCA, server: Issued, sealer: Issued, vkey: str
+) -> dict[str, object]:
     b = d.base
     units = str(b / "systemd") + "/{{ inventory_hostname }}"
     pg_common = {
@@ -199,6 +203,8 @@ def _inventory(d: Deployment, ca: TestCA, server: Issued, vkey: str) -> dict[str
                 "appliance_sealer_user": d.sealer_user,
                 "appliance_migrate_user": d.migrate_user,
                 "appliance_sealer_state_dir": str(b / "sealer-state"),
+                "appliance_sealer_client_cert": sealer.cert,
+                "appliance_sealer_client_key": "{{ vault_sealer_client_key }}",
                 "appliance_vllm_base_url": d.vllm_url,
                 "appliance_vllm_model": "smollm2-135m",
                 "appliance_audit_origin": "docclass-appliance/deploy-test",
@@ -208,6 +214,22 @@ def _inventory(d: Deployment, ca: TestCA, server: Issued, vkey: str) -> dict[str
                 "appliance_roles_rules": [
                     {"uri": "spiffe://hospital/svc/deploy-test", "roles": ["classifier"]}],
                 "appliance_run_migrations": d.has_app,
+            }}},
+            # The witness, on this machine too (in production: the DR site), running the
+            # appliance release the appliance role installed.
+            "witness": {"hosts": {"witness-local": {
+                "witness_user": d.witness_user,
+                "witness_state_dir": str(b / "witness-state"),
+                "witness_config_dir": str(b / "etc" / "witness"),
+                "witness_port": d.witness_port,
+                "witness_bind": f"127.0.0.1:{d.witness_port}",
+                "witness_advertise_host": "localhost",
+                "witness_tls_cert": server.cert,
+                "witness_tls_key": "{{ vault_pki_keys['appliance'] }}",
+                "witness_client_ca": str(b / "pki" / "ca.pem"),
+                "witness_logs": [{"vkey": vkey, "origin": "docclass-appliance/deploy-test"}],
+                "witness_venv": str(b / "opt" / "venv"),
+                "witness_systemd_unit_dir": str(b / "systemd" / "witness-local"),
             }}},
             "vllm_gpu": {"hosts": {
                 "gpu-a100": {**gpu_common, "vllm_gpu_profile": "a100"},
@@ -250,7 +272,7 @@ def _cleanup(d: Deployment) -> None:
     harness.stop_pg_ctl(d.base / "drill")
     for name in (d.primary, d.replica):
         harness.drop_cluster(name)
-    for account in (d.user, d.sealer_user, d.migrate_user):
+    for account in (d.user, d.sealer_user, d.migrate_user, d.witness_user):
         subprocess.run(["userdel", account], capture_output=True, check=False)
         subprocess.run(["groupdel", account], capture_output=True, check=False)
     shutil.rmtree(d.base, ignore_errors=True)
@@ -278,6 +300,7 @@ def _deployment(vllm_url: str) -> Iterator[Deployment]:
     d = Deployment(
         base=base, inventory=base / "inventory", ca=TestCA(), client=None,  # type: ignore[arg-type]
         user=f"dct{pid}u", sealer_user=f"dct{pid}s", migrate_user=f"dct{pid}m",
+        witness_user=f"dct{pid}w", witness_port=harness.free_port(),
         vllm_url=vllm_url, primary=f"dct{pid}_p", replica=f"dct{pid}_r",
         primary_port=harness.free_port(), replica_port=harness.free_port(),
         app_port=harness.free_port(), drill_port=harness.free_port(),
@@ -290,7 +313,8 @@ def _deployment(vllm_url: str) -> Iterator[Deployment]:
         _snapshot_source(base / "src")
         for sub in ("state", "model", "vllm-venv/bin", "bin", "client"):
             (base / sub).mkdir(parents=True)
-        for host in ("app-local", "db-primary", "db-replica", "gpu-a100", "gpu-t4"):
+        hosts = ("app-local", "db-primary", "db-replica", "gpu-a100", "gpu-t4", "witness-local")
+        for host in hosts:
             (base / "systemd" / host).mkdir(parents=True)
         (base / "model" / "config.json").write_text("{}\n")
         stub = base / "vllm-venv" / "bin" / "vllm"
@@ -304,6 +328,7 @@ def _deployment(vllm_url: str) -> Iterator[Deployment]:
         )
         server = d.ca.issue("localhost", server=True)
         d.client = d.ca.issue("deploy-test", server=False, uri="spiffe://hospital/svc/deploy-test")
+        sealer = d.ca.issue("audit-sealer", server=False, uri="spiffe://hospital/svc/audit-sealer")
         (base / "client" / "client.crt").write_text(d.client.cert)
         (base / "client" / "client.key").write_text(d.client.key)
         origin = "docclass-appliance/deploy-test"
@@ -315,8 +340,9 @@ def _deployment(vllm_url: str) -> Iterator[Deployment]:
             "vault_pki_keys": {"postgresql": server.key, "appliance": server.key},
             "vault_audit_signing_key": signing,
             "vault_audit_pseudonym_key": secrets.token_hex(32),
+            "vault_sealer_client_key": sealer.key,
         }
-        d.inventory_data = _inventory(d, d.ca, server, vkey)
+        d.inventory_data = _inventory(d, d.ca, server, sealer, vkey)
         d.write_inventory()
         d.first_run = d.playbook("site")
         yield d

@@ -6,6 +6,7 @@ can find and drop clusters left behind by a killed run (see ``drop_stale_cluster
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -204,3 +205,9 @@ def read_env_file(path: Path) -> dict[str, str]:
             key, _, value = line.partition("=")
             env[key] = value
     return env
+
+
+def port_open(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+        return True
+    return False

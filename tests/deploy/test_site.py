@@ -24,7 +24,9 @@ def test_site_playbook_succeeds(deployment: Deployment) -> None:
     run = deployment.first_run
     assert run is not None
     harness.assert_ok(run)
-    assert set(run.recap) == {"app-local", "db-primary", "db-replica", "gpu-a100", "gpu-t4"}
+    assert set(run.recap) == {
+        "app-local", "db-primary", "db-replica", "gpu-a100", "gpu-t4", "witness-local"
+    }
 
 
 def test_postgresql_requires_tls_and_scram(deployment: Deployment) -> None:
