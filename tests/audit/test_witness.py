@@ -251,3 +251,20 @@ def test_a_fork_signed_with_the_stolen_key_is_caught_by_the_witness(
     assert "cosigned a tree of size 64" in tampering["detail"]
     offline = audit_tool(*verify_args(audit_db, key_dir, pki))
     assert json.loads(offline.stdout)["tampering"]["kind"] == "unwitnessed"
+
+
+def test_a_witness_that_is_down_delays_nothing(
+    audit_db: str, sealer_url: str, signer: Signer, state: SealerState, witness_key: WitnessKey
+) -> None:
+    from prometheus_client import REGISTRY
+
+    labels = {"witness": WITNESS, "reason": "unreachable"}
+    before = REGISTRY.get_sample_value("audit_witness_failures_total", labels) or 0
+    down = Submitter(sealer_url, [WitnessEndpoint(f"https://127.0.0.1:{free_port()}", witness_key)])
+    add_events(audit_db, 5)
+    sealer = Sealer(sealer_url, signer, state, witnesses=down)
+    assert sealer.run_once() == 5
+    sealer.close()
+    with psycopg.connect(audit_db) as conn:
+        assert conn.execute("SELECT count(*) FROM audit_checkpoints").fetchone() == (1,)
+    assert REGISTRY.get_sample_value("audit_witness_failures_total", labels) == before + 1
