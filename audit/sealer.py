@@ -25,13 +25,22 @@ import psycopg
 from audit import checkpoint as notes
 from audit import metrics, quarantine, store
 from audit.chain import chain_hash, entry_hash, wrap
-from audit.errors import AuditError, LeadershipLost, SealingRefused, StoreError
+from audit.errors import (
+    AuditError,
+    LeadershipLost,
+    ProofError,
+    RootMismatchError,
+    SealingRefused,
+    StoreError,
+)
 from audit.integrity import Trust
+from audit.proof import consistency_from_compact
 from audit.rfc6962 import CompactRange
 from audit.sealer_state import GENESIS, SealerState, SignedTree, check_signed, extend_signed
 from audit.service import verify_database
 from audit.signer import Signer
 from audit.types import ChainHash, Checkpoint, Event
+from audit.verify import verify_consistency
 from audit.witness_client import Submitter
 
 LOCK_KEY = 0x6175646974  # "audit"
@@ -68,6 +77,7 @@ class Sealer:
         self._head_chain = GENESIS.chain
         self._compact = CompactRange()
         self._signed = GENESIS
+        self._unsigned: list[bytes] = []  # leaf hashes after the last signed tree
         self._last_checkpoint: float | None = None  # None: the first checkpoint is due at once
         self._successor: Signer | None = None  # during rotate_key only
 
@@ -177,6 +187,7 @@ class Sealer:
             self.state.save(extension.latest)
         self._head_seq, self._head_chain = extension.head_seq, extension.head_chain
         self._compact, self._signed = extension.compact, extension.latest
+        self._unsigned = extension.unsigned
         metrics.refusing(None)
         metrics.checkpoint_signed(self._signed.size)
         metrics.LOG_SIZE.set(self._head_seq + 1)
@@ -197,21 +208,26 @@ class Sealer:
                 if head != (self._head_seq, self._head_chain):
                     log.warning("chain head moved under this sealer; checking it again")
                     self._load_state()
-                sealed, seq, chain, compact = self._seal_rows(
+                sealed, seq, chain, leaves = self._seal_rows(
                     conn, [quarantine.own_row(event) for event in own]
                 )
+                compact = CompactRange(self._compact.size, self._compact.nodes)
+                compact.extend(leaves)
+                unsigned = self._unsigned + leaves
                 last = self._last_checkpoint
                 due = last is None or time.monotonic() - last >= self.checkpoint_interval_s
                 if compact.size > self._signed.size and (force_checkpoint or due):
+                    self._check_extends_signed(compact, unsigned)
                     signed = self._write_checkpoint(conn, compact, chain)
         except psycopg.OperationalError as exc:
             self.close()
             raise LeadershipLost(f"lost the sealer's connection: {exc}") from exc
         self._head_seq, self._head_chain, self._compact = seq, chain, compact
+        self._unsigned = unsigned
         metrics.LOG_SIZE.set(seq + 1)
         if signed is not None:  # committed: from now on every tree must extend this one
             self.state.save(signed)
-            self._signed = signed
+            self._signed, self._unsigned = signed, []
             self._last_checkpoint = time.monotonic()
             metrics.checkpoint_signed(signed.size)
             if self.witnesses is not None:
@@ -221,11 +237,12 @@ class Sealer:
 
     def _seal_rows(
         self, conn: psycopg.Connection[Any], own: list[quarantine.Pending]
-    ) -> tuple[int, int, ChainHash, CompactRange]:
+    ) -> tuple[int, int, ChainHash, list[bytes]]:
+        """Seal a batch; (pending rows sealed, new head seq, its chain hash, new leaf hashes)."""
         rows = quarantine.fetch(conn, self.batch_size)
-        compact = CompactRange(self._compact.size, self._compact.nodes)
+        leaves: list[bytes] = []
         if not rows and not own:
-            return 0, self._head_seq, self._head_chain, compact
+            return 0, self._head_seq, self._head_chain, leaves
         sealable = own + quarantine.screen(conn, rows, self.signer)
         seq, chain = self._head_seq, self._head_chain
         with conn.cursor().copy(
@@ -237,7 +254,7 @@ class Sealer:
                 entry = wrap(seq, row.event)
                 digest = entry_hash(entry)
                 chain = chain_hash(chain, digest)
-                compact.append(digest)
+                leaves.append(digest)
                 copy.write_row(
                     (
                         seq,
@@ -258,7 +275,21 @@ class Sealer:
             " WHERE id = 1",
             [seq, chain],
         )
-        return len(rows), seq, chain, compact
+        return len(rows), seq, chain, leaves
+
+    def _check_extends_signed(self, compact: CompactRange, unsigned: list[bytes]) -> None:
+        """Before signing: a consistency proof from the last signed tree to ``compact`` must
+        verify (the witnesses will ask for the same proof)."""
+        old = self._signed.compact
+        proof = consistency_from_compact(old, unsigned)
+        try:
+            verify_consistency(old.size, compact.size, proof, old.root(), compact.root())
+        except (ProofError, RootMismatchError) as exc:
+            raise SealingRefused(
+                "inconsistent_tree",
+                f"the tree of size {compact.size} does not extend the signed one of {old.size}:"
+                f" {exc}",
+            ) from exc
 
     def _write_checkpoint(
         self, conn: psycopg.Connection[Any], compact: CompactRange, chain: ChainHash

@@ -4,10 +4,9 @@ A database superuser can delete the newest entries and checkpoints and move the 
 back. A sealer that trusted the database would then sign a shorter log, and the signed
 checkpoints would agree with the rollback. So the sealer keeps its last signed checkpoint, with
 the compact range of that tree, in a file beside its key (``SignedTree``), and only ever signs
-trees built by extending that compact range with the entries after it: every tree it signs is
-then an extension of the last one it signed (which is what a consistency proof between them
-certifies). ``extend_signed`` compares the database with that tree before any signing and
-raises ``SealingRefused`` when they disagree.
+trees built by extending that compact range with the entries after it; before each signature it
+also checks a consistency proof from it (``Sealer._check_extends_signed``). ``extend_signed``
+compares the database with that tree and raises ``SealingRefused`` when they disagree.
 """
 
 from __future__ import annotations
@@ -38,6 +37,7 @@ REFUSAL_REASONS = (
     "checkpoint_missing",  # the last signed checkpoint is gone from the database
     "checkpoint_changed",  # a stored checkpoint differs from what this sealer signed
     "entries_rewritten",  # entries no longer chain onto the last signed tree
+    "inconsistent_tree",  # the tree about to be signed has no consistency proof from the last
 )
 
 
@@ -135,6 +135,8 @@ class Extension:
     head_chain: ChainHash
     compact: CompactRange
     latest: SignedTree
+    unsigned: list[bytes]
+    """The leaf hashes after ``latest``, in order (what a consistency proof from it needs)."""
 
 
 def extend_signed(
@@ -164,9 +166,12 @@ def extend_signed(
     later = {cp.size: cp for cp in stored if cp.size > signed.size}
     compact = CompactRange(signed.size, signed.compact.nodes)
     chain, latest = signed.chain, signed
+    unsigned: list[bytes] = []
     with contextlib.closing(store.stream_entries(conn, signed.size, head_seq + 1)) as rows:
         for row in rows:
-            latest = _adopt(later.pop(compact.size, None), compact, chain, latest, verifier)
+            adopted = _adopt(later.pop(compact.size, None), compact, chain, latest, verifier)
+            if adopted is not latest:
+                latest, unsigned = adopted, []
             if not links(row, compact.size, chain):
                 raise SealingRefused(
                     "entries_rewritten",
@@ -174,8 +179,11 @@ def extend_signed(
                     f" (size {signed.size})",
                 )
             compact.append(row[2])
+            unsigned.append(row[2])
             chain = ChainHash(row[3])
-    latest = _adopt(later.pop(compact.size, None), compact, chain, latest, verifier)
+    adopted = _adopt(later.pop(compact.size, None), compact, chain, latest, verifier)
+    if adopted is not latest:
+        latest, unsigned = adopted, []
     if later:
         raise SealingRefused(
             "head_moved_back", f"checkpoints of sizes {sorted(later)} are beyond the head"
@@ -184,7 +192,7 @@ def extend_signed(
         raise SealingRefused(
             "entries_rewritten", "the chain head does not match the sealed entries"
         )
-    return Extension(head_seq, head_chain, compact, latest)
+    return Extension(head_seq, head_chain, compact, latest, unsigned)
 
 
 def _adopt(

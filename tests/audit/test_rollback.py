@@ -22,6 +22,7 @@ from audit.chain import chain_hash, encode_event, entry_hash, wrap
 from audit.errors import SealingRefused
 from audit.integrity import Trust
 from audit.quarantine import QUARANTINED
+from audit.rfc6962 import CompactRange, hash_leaf
 from audit.sealer import RESTORE_ACCEPTED, Sealer
 from audit.sealer_state import SealerState
 from audit.signer import Signer
@@ -286,3 +287,19 @@ def test_poison_rows_are_quarantined_and_later_events_sealed(
     assert pending == (0,) and sealed_later == (5,)
     assert result.unsigned_entries == 0 and result.size == 64 + 2 + 5
     assert uuid.UUID(recorded[0]["event_id"])  # the sealer's own entry has an id of its own
+
+
+def test_the_sealer_checks_a_consistency_proof_before_signing(
+    sealed_64: str, sealer_url: str, signer: Signer, state: SealerState
+) -> None:
+    """Its own memory of the tree is not trusted either: a tree that does not extend the last
+    signed one (here: the in-memory compact range corrupted, as a bug would) is not signed."""
+    sealer = Sealer(sealer_url, signer, state)
+    assert sealer.acquire()
+    sealer._compact = CompactRange(64, [hash_leaf(b"not the tree")])  # 64 = one perfect subtree
+    add_events(sealed_64, 3, start=700)
+    with pytest.raises(SealingRefused) as refused:
+        sealer.seal_batch(force_checkpoint=True)
+    sealer.close()
+    assert refused.value.reason == "inconsistent_tree"
+    assert checkpoint_sizes(sealed_64) == [16, 32, 48, 64]
