@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from appliance.errors import InvalidRequest, MalformedJSON, PayloadTooLarge, UnsupportedMediaType
+from appliance.text import storable
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -27,6 +28,16 @@ def json_body(request: Request, max_bytes: int) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedJSON("the body is not valid UTF-8 JSON") from exc
+    except RecursionError as exc:
+        raise MalformedJSON("the body's JSON is nested too deeply") from exc
+
+
+def storable_parameter(name: str, value: str) -> str:
+    """A path or query value the appliance stores or queries with; 400 if it cannot be."""
+    try:
+        return storable(value)
+    except ValueError as exc:
+        raise InvalidRequest(f"{name}: {exc}") from exc
 
 
 def validate(model: type[M], data: Any) -> M:

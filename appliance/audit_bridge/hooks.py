@@ -18,6 +18,7 @@ from appliance.audit_bridge.interfaces import Action
 from appliance.audit_bridge.recorder import Subject
 from appliance.error_handlers import error_response
 from appliance.errors import AuditUnavailable
+from appliance.text import is_storable
 from appliance.web import current_services, request_context
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,9 @@ def audit_request(response: Response) -> Response:
     action = context.action or Action.UNMATCHED_ROUTE
     if action in context.recorded:
         return response
-    subject = Subject(document_id=(request.view_args or {}).get("document_id"))
+    document_id = (request.view_args or {}).get("document_id")
+    # A hostile id (a NUL) was refused by the view; the event records the request without it.
+    subject = Subject(document_id=document_id if is_storable(document_id or "") else None)
     try:
         current_services().audit.record_outcome(
             context, action, response.status_code, subject, context.error_code

@@ -17,6 +17,7 @@ from appliance.audit_bridge.interfaces import Action
 from appliance.audit_bridge.services import AuditReader
 from appliance.errors import InvalidRequest, NotFound, ServiceUnavailable
 from appliance.identity.access import requires_roles
+from appliance.requests import storable_parameter
 from appliance.web import current_services
 from audit import service, store
 from audit.errors import AuditError, ProofError, StoreError
@@ -63,6 +64,11 @@ def _required(value: int | None) -> int:
     return value
 
 
+def _text(name: str) -> str | None:
+    raw = request.args.get(name)
+    return storable_parameter(name, raw) if raw else None
+
+
 def _time(name: str) -> datetime | None:
     raw = request.args.get(name)
     if not raw:
@@ -80,9 +86,9 @@ def _time(name: str) -> datetime | None:
 def audit_search_events() -> dict[str, Any]:
     reader = _reader()
     where = store.SearchFilter(
-        actor=request.args.get("actor") or None,
-        resource=reader.resource(request.args.get("document_id") or None),
-        action=request.args.get("action") or None,
+        actor=_text("actor"),
+        resource=reader.resource(_text("document_id")),
+        action=_text("action"),
         outcome_status=_int("outcome", high=599),
         since=_time("since"),
         until=_time("until"),

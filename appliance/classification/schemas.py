@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from appliance.classification.interfaces import Classification
+from appliance.text import Encodable, Storable
 
 
 class DocumentIn(BaseModel):
@@ -16,12 +17,16 @@ class DocumentIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    document_id: str = Field(min_length=1, max_length=256, examples=["MRN-00017/visit-3"])
-    text: str = Field(description="The document's text; at most the configured limit of bytes.")
+    document_id: Storable = Field(min_length=1, max_length=256, examples=["MRN-00017/visit-3"])
+    text: Encodable = Field(
+        pattern=r"\S",
+        description="The document's text (not only white space); at most the configured limit"
+        " of bytes.",
+    )
     metadata: dict[str, Any] | None = Field(
         default=None, description="Caller's context; not stored (it may hold PHI)."
     )
-    user_id: str | None = Field(
+    user_id: Storable | None = Field(
         default=None,
         max_length=256,
         description="Recorded as on_behalf_of; never trusted as identity.",
@@ -32,13 +37,6 @@ class DocumentIn(BaseModel):
     def _printable(cls, value: str) -> str:
         if not value.isprintable():
             raise ValueError("document_id must be printable, with no control characters")
-        return value
-
-    @field_validator("text")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("text must not be empty")
         return value
 
 

@@ -12,7 +12,7 @@ from appliance.classification.interfaces import Document
 from appliance.classification.schemas import BatchIn, DocumentIn, serialise
 from appliance.errors import ApplianceError, InvalidRequest, NotFound, PayloadTooLarge
 from appliance.identity.access import requires_roles
-from appliance.requests import json_body, validate
+from appliance.requests import json_body, storable_parameter, validate
 from appliance.review.schemas import serialise_review
 from appliance.web import current_services, request_context
 
@@ -79,6 +79,7 @@ def classify_batch() -> dict[str, Any]:
 def get_classification(document_id: str) -> dict[str, Any]:
     """The newest result, and the document's history: results and human reviews."""
     services = current_services()
+    document_id = storable_parameter("document_id", document_id)
     history = services.classification.history(document_id)
     if not history:
         raise NotFound("no classification is stored for this document_id")

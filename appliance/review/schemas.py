@@ -11,6 +11,7 @@ from appliance.classification.schemas import ClassificationOut
 from appliance.classification.taxonomy import LABEL_PATTERN
 from appliance.review.models import MAX_NOTE_CHARS
 from appliance.review.services import Review
+from appliance.text import Storable
 
 
 class ReviewIn(BaseModel):
@@ -19,7 +20,7 @@ class ReviewIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     label: str = Field(pattern=LABEL_PATTERN, examples=["TEST_RESULTS"])
-    note: str | None = Field(default=None, max_length=MAX_NOTE_CHARS)
+    note: Storable | None = Field(default=None, max_length=MAX_NOTE_CHARS)
 
 
 class ReviewOut(BaseModel):
