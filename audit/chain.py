@@ -34,6 +34,11 @@ def format_time(moment: datetime) -> str:
 
 
 _EVENT_FIELDS = tuple(field.name for field in dataclasses.fields(Event))
+REQUIRED_FIELDS = frozenset(
+    f.name for f in dataclasses.fields(Event) if f.default is dataclasses.MISSING
+) | {"v"}
+"""Keys every canonical event has (``decode_event`` needs them)."""
+KNOWN_FIELDS = frozenset(_EVENT_FIELDS) | {"v"}
 
 
 def encode_event(event: Event) -> bytes:
