@@ -31,6 +31,8 @@ from appliance.settings import Settings
 from appliance.web import begin_request, install_services, request_context
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Methods named in metrics labels; any other (callers may invent them) is counted as "other"."""
 
 
 def create_app(services: Services | None = None) -> Flask:
@@ -67,9 +69,10 @@ def _register_request_hooks(app: Flask) -> None:
         context = request_context()
         response.headers["X-Request-ID"] = context.request_id
         route = request.url_rule.rule if request.url_rule else "unmatched"
-        metrics.REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+        method = request.method if request.method in METHODS else "other"
+        metrics.REQUESTS.labels(route, method, str(response.status_code)).inc()
         elapsed = time.perf_counter() - context.started
-        metrics.REQUEST_LATENCY.labels(route, request.method).observe(elapsed)
+        metrics.REQUEST_LATENCY.labels(route, method).observe(elapsed)
         return response
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 
 from appliance.errors import (
     ApplianceError,
@@ -28,6 +29,8 @@ HTTP_ERRORS: dict[int, type[ApplianceError]] = {
     413: PayloadTooLarge,
 }
 INTERNAL = "internal error; see the request id in logs"
+DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
+"""A refused body up to this size is read and dropped, so the client reads the 413."""
 
 
 def error_response(error: ApplianceError) -> Response:
@@ -38,12 +41,33 @@ def error_response(error: ApplianceError) -> Response:
     response.status_code = error.status
     if error.retry_after_s is not None:
         response.headers["Retry-After"] = str(error.retry_after_s)
+    if isinstance(error, MethodNotAllowed) and error.allow:
+        response.headers["Allow"] = ", ".join(error.allow)
+    if isinstance(error, PayloadTooLarge):
+        _discard_unread_body()
     return response
+
+
+def _discard_unread_body() -> None:
+    """Read and drop what the client is still sending. Most clients send the whole body before
+    they read the answer: if the server closed the connection under them they would see a reset
+    instead of the 413. Past ``DRAIN_LIMIT_BYTES`` the connection is closed after all."""
+    remaining = request.content_length or 0
+    if remaining > DRAIN_LIMIT_BYTES:
+        return
+    stream = request.environ["wsgi.input"]
+    while remaining > 0:
+        chunk = stream.read(min(remaining, 64 * 1024))
+        if not chunk:
+            return
+        remaining -= len(chunk)
 
 
 def from_http_exception(exc: HTTPException) -> ApplianceError:
     status = exc.code or 500
     message = exc.description or exc.name
+    if isinstance(exc, WerkzeugMethodNotAllowed):
+        return MethodNotAllowed(message, list(exc.valid_methods or []))
     kind = HTTP_ERRORS.get(status)
     return kind(message) if kind else HttpError(status, message)
 

@@ -55,6 +55,11 @@ class MethodNotAllowed(ApplianceError):
     status = 405
     code = "method_not_allowed"
 
+    def __init__(self, message: str, allow: list[str] | None = None) -> None:
+        """``allow``: the methods the resource has (the ``Allow`` header, RFC 9110)."""
+        super().__init__(message)
+        self.allow = sorted(allow or [])
+
 
 class PayloadTooLarge(ApplianceError):
     status = 413

@@ -10,11 +10,19 @@ import shutil
 import tempfile
 from typing import Any
 
-from prometheus_client import multiprocess
+# Prometheus multiprocess mode is chosen when prometheus_client is first imported, and the
+# imports below import it: the folder must be set before them. One folder per instance, so two
+# instances on one host do not wipe each other's metrics (an operator may set it, as the
+# Ansible unit does).
+_METRICS_PREFIX = os.path.join(tempfile.gettempdir(), "docclass-appliance-metrics-")
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:  # this file is read again on every HUP
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=_METRICS_PREFIX)
 
-from appliance.identity.tls import tls_settings_from
-from appliance.settings import Settings
-from appliance.web import services_of
+from prometheus_client import multiprocess  # noqa: E402
+
+from appliance.identity.tls import tls_settings_from  # noqa: E402
+from appliance.settings import Settings  # noqa: E402
+from appliance.web import services_of  # noqa: E402
 
 _settings = Settings()
 
@@ -34,16 +42,19 @@ control_socket_disable = True  # the appliance exposes no local control channel
 forwarded_allow_ips = ""  # never trust X-Forwarded-* from callers
 proc_name = "docclass-appliance"
 
-# Prometheus multiprocess mode: one shared folder, set before workers fork, wiped at start.
-os.environ.setdefault(
-    "PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(), "docclass-appliance-metrics")
-)
-
 
 def on_starting(server: Any) -> None:
+    """A fresh metrics folder: counts left by an earlier run would be added to this one's."""
     folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder, mode=0o700)
+
+
+def on_exit(server: Any) -> None:
+    """Remove the metrics folder if this file made it (not one the operator named)."""
+    folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    if folder.startswith(_METRICS_PREFIX):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def post_worker_init(worker: Any) -> None:

@@ -1,10 +1,11 @@
 """Bring up the real appliance stack for benchmarks and end-to-end tests: a migrated database,
-a dev PKI with a client allowed to classify, and gunicorn serving ``appliance.wsgi:app`` with the
-production gunicorn configuration."""
+a dev PKI with a client allowed to classify, and the appliance started exactly as operators and
+the quick start start it: ``appliance serve`` (gunicorn with the production configuration)."""
 
 from __future__ import annotations
 
 import contextlib
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -15,9 +16,8 @@ import httpx
 
 from appliance import migrate
 from harness import postgres
-from harness.tls import REPO, ClientCert, DevPki, GunicornServer, run_gunicorn
+from harness.tls import ClientCert, DevPki, GunicornServer, run_gunicorn
 
-GUNICORN_CONF = REPO / "appliance" / "gunicorn_conf.py"
 CLIENT_URI = "spiffe://hospital/svc/bench"
 ROLES = """\
 version: 1
@@ -73,10 +73,10 @@ def appliance_stack(
     env = {
         "APPLIANCE_DATABASE_URL": logins.url(sqlalchemy_url, logins.app),
         "APPLIANCE_VLLM_BASE_URL": vllm_url,
-        "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
         **(extra_env or {}),
     }
+    serve = [str(Path(sys.executable).with_name("appliance")), "serve"]
     with run_gunicorn(
-        "appliance.wsgi:app", pki=pki, roles_path=roles, config=GUNICORN_CONF, env=env
+        "appliance.wsgi:app", pki=pki, roles_path=roles, env=env, command=serve
     ) as server:
         yield Stack(server, pki, client_cert, sqlalchemy_url)

@@ -145,8 +145,10 @@ def run_gunicorn(
     env: dict[str, str] | None = None,
     worker_class: str = "gthread",
     timeout: float = 30.0,
+    command: list[str] | None = None,
 ) -> Iterator[GunicornServer]:
-    """Start ``gunicorn app`` with mutual TLS; yield once a worker has booted; stop it after."""
+    """Start ``gunicorn app`` with mutual TLS (or ``command``, e.g. ``appliance serve``, which
+    runs it with the production configuration); yield once a worker has booted; stop it."""
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="gunicorn-tls-"))
     if config is None:
@@ -163,8 +165,18 @@ def run_gunicorn(
     }
     log_path = workdir / "gunicorn.log"
     with log_path.open("wb") as log:
+        default = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--config",
+            str(config),
+            "--chdir",
+            str(REPO),
+            app,
+        ]
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", str(config), "--chdir", str(REPO), app],
+            command or default,
             env=full_env,
             stdout=log,
             stderr=subprocess.STDOUT,
