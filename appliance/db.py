@@ -21,6 +21,7 @@ from sqlalchemy import MetaData, create_engine, event, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -94,9 +95,15 @@ def ping_idle_connections(engine: Engine, idle_s: float) -> None:
 
 @contextlib.contextmanager
 def database_errors() -> Iterator[None]:
-    """Turn a lost or refused database connection into ``DatabaseUnavailable``."""
+    """Turn a lost or refused database connection, or a pool with no connection to lend within
+    ``database_pool_timeout_s``, into ``DatabaseUnavailable``. (``Engine.raw_connection`` lets
+    the driver's own error through when a new connection is refused.)"""
     try:
         yield
+    except PoolTimeout as exc:
+        raise DatabaseUnavailable("the database is busy") from exc
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable("the database is unavailable") from exc
     except (OperationalError, DBAPIError) as exc:
         if isinstance(exc, OperationalError) or exc.connection_invalidated:
             raise DatabaseUnavailable("the database is unavailable") from exc

@@ -53,9 +53,28 @@ def _as_user_prefix() -> list[str]:
     return ["runuser", "-u", UNPRIVILEGED_USER, "--"] if os.geteuid() == 0 else []
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """A private cluster: its superuser URL, and a way to restart it (as an operator would)."""
+
+    url: str
+    datadir: Path
+    bindir: Path
+    log: Path
+
+    def restart(self) -> None:
+        """``pg_ctl restart -m fast``: open connections are cut, the server is back at once.
+        (The server's output goes to ``log``: a pipe would keep this call waiting on it.)"""
+        subprocess.run(
+            [*_as_user_prefix(), str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l",
+             str(self.log), "-m", "fast", "-w", "restart"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+
 @contextlib.contextmanager
-def throwaway_cluster() -> Iterator[str]:
-    """Start a private cluster; yield its superuser URL; stop and delete it afterwards."""
+def private_cluster() -> Iterator[Cluster]:
+    """Start a private cluster; yield it; stop and delete it afterwards."""
     bindir = _postgres_bindir()
     workdir = Path(tempfile.mkdtemp(prefix="appliance-pg-"))
     datadir, sockdir = workdir / "data", workdir / "sock"
@@ -67,50 +86,38 @@ def throwaway_cluster() -> Iterator[str]:
     prefix = _as_user_prefix()
     port = _free_port()
     subprocess.run(
-        [
-            *prefix,
-            str(bindir / "initdb"),
-            "-D",
-            str(datadir),
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    options = (
-        f"-p {port} -k {sockdir} -c listen_addresses=127.0.0.1 -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
-    )
+        [*prefix, str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres", "--auth=trust",
+         "-E", "UTF8", "--no-sync"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    # Settings live in the data directory so that a restart keeps them.
+    with (datadir / "postgresql.conf").open("a") as conf:
+        conf.write(
+            f"port = {port}\nunix_socket_directories = '{sockdir}'\n"
+            "listen_addresses = '127.0.0.1'\nfsync = off\nsynchronous_commit = off\n"
+            "full_page_writes = off\nmax_connections = 300\n"
+        )
     subprocess.run(
-        [
-            *prefix,
-            str(bindir / "pg_ctl"),
-            "-D",
-            str(datadir),
-            "-o",
-            options,
-            "-l",
-            str(workdir / "server.log"),
-            "-w",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
+        [*prefix, str(bindir / "pg_ctl"), "-D", str(datadir), "-l", str(workdir / "server.log"),
+         "-w", "start"],
+        check=True, capture_output=True,
+    )  # fmt: skip
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield Cluster(url, datadir, bindir, workdir / "server.log")
     finally:
         subprocess.run(
             [*prefix, str(bindir / "pg_ctl"), "-D", str(datadir), "-m", "fast", "stop"],
-            check=False,
-            capture_output=True,
-        )
+            check=False, capture_output=True,
+        )  # fmt: skip
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def throwaway_cluster() -> Iterator[str]:
+    """Start a private cluster; yield its superuser URL; stop and delete it afterwards."""
+    with private_cluster() as cluster:
+        yield cluster.url
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from appliance.audit_bridge.declare import UNAUDITED_PREFIXES, declared_action
 from appliance.audit_bridge.interfaces import Action
 from appliance.audit_bridge.recorder import Subject
 from appliance.error_handlers import error_response
-from appliance.errors import AuditUnavailable
+from appliance.errors import AuditUnavailable, DatabaseUnavailable
 from appliance.text import is_storable
 from appliance.web import current_services, request_context
 
@@ -52,6 +52,9 @@ def audit_request(response: Response) -> Response:
         current_services().audit.record_outcome(
             context, action, response.status_code, subject, context.error_code
         )
+    except DatabaseUnavailable as exc:
+        log.warning("audit write failed, the database is unavailable; answering 503")
+        return error_response(exc)
     except Exception:
         log.exception("audit write failed; answering 503")
         return error_response(

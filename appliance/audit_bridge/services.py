@@ -3,7 +3,8 @@
 ``PostgresAuditSink`` implements ``AuditSink``: ``record`` adds the event to the caller's open
 psycopg transaction (it commits with the result, or neither does); ``record_standalone`` commits
 it on its own. Document ids become HMAC pseudonyms when a key file
-is configured. Any failure raises ``AuditUnavailable``: nothing proceeds unaudited.
+is configured. A lost database raises ``DatabaseUnavailable``, any other failure
+``AuditUnavailable``: nothing proceeds unaudited.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from appliance.audit_bridge.interfaces import AuditEvent, AuditReceipt, RowInsert
-from appliance.db import autocommit
+from appliance.db import autocommit, database_errors
 from appliance.errors import AuditUnavailable, DatabaseUnavailable
 from appliance.settings import Settings
 from audit import checkpoint as notes
@@ -77,6 +78,8 @@ class PostgresAuditSink:
             statement, params = _statement_with(row), {**row.params, **params}
         try:
             connection.execute(statement, params)
+        except psycopg.OperationalError as exc:  # the database is down, not the audit log
+            raise DatabaseUnavailable("the database is unavailable") from exc
         except psycopg.Error as exc:
             raise AuditUnavailable("the audit log could not record this request") from exc
         return AuditReceipt(event_id=event_id)
@@ -85,7 +88,7 @@ class PostgresAuditSink:
         try:
             with autocommit(self._engine) as connection:
                 return self.record(connection, event)
-        except (DatabaseUnavailable, SQLAlchemyError) as exc:
+        except SQLAlchemyError as exc:
             raise AuditUnavailable("the audit log could not record this request") from exc
 
 
@@ -129,10 +132,8 @@ class AuditReader:
     @contextlib.contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A clean psycopg connection from the pool, rolled back and returned afterwards."""
-        try:
+        with database_errors():
             raw = self._engine.raw_connection()
-        except SQLAlchemyError as exc:
-            raise DatabaseUnavailable("the database is unavailable") from exc
         conn = raw.driver_connection
         if not isinstance(conn, psycopg.Connection):
             raw.close()

@@ -3,6 +3,7 @@ use, and a dead connection found in use gets the rest of the pool checked."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 
@@ -95,5 +96,40 @@ def test_connections_go_back_to_the_pool_transactional(
             connection = session.connection().connection.driver_connection
             assert connection is borrowed  # the pool's only idle connection
             assert not connection.autocommit
+    finally:
+        engine.dispose()
+
+
+@WAYS
+def test_a_refused_connection_is_database_unavailable(
+    make_settings: Callable[..., Settings], select_one: Callable[[Engine], int]
+) -> None:
+    """A server that refuses new connections (down, starting up, shutting down)."""
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    engine = db.make_engine(
+        make_settings(database_url=f"postgresql+psycopg://nobody@127.0.0.1:{port}/none")
+    )
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            select_one(engine)
+    finally:
+        engine.dispose()
+
+
+@WAYS
+def test_a_pool_with_nothing_to_lend_is_database_unavailable(
+    make_settings: Callable[..., Settings], select_one: Callable[[Engine], int]
+) -> None:
+    engine = db.make_engine(make_settings(database_pool_size=1, database_pool_timeout_s=0.1))
+    try:
+        # Both connections lent (the pool's and its overflow's), a third request waits in vain.
+        with (
+            db.autocommit(engine),
+            db.autocommit(engine),
+            pytest.raises(DatabaseUnavailable, match="busy"),
+        ):
+            select_one(engine)
     finally:
         engine.dispose()
