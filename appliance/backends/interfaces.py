@@ -21,6 +21,9 @@ class ModelIdentity:
     weights_digest: str | None = None
     """A digest of the weights (``sha256:<hex>``) when the server exposes one or the operator
     configured it; None when unknown."""
+    decoding: str = ""
+    """The backend's decoding settings that shape an answer (temperature, constraints), as
+    canonical text: a result is reused only under the same settings."""
 
 
 @dataclass(frozen=True)

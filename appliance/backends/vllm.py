@@ -7,6 +7,7 @@ and the top log-probabilities of that token as the scores (see ``vllm_scoring``)
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from appliance.backends.interfaces import ModelAnswer, ModelIdentity, Prompt
@@ -16,6 +17,8 @@ from appliance.settings import Settings
 
 MAX_TOP_LOGPROBS = 20
 """vLLM returns at most 20 top log-probabilities per token by default."""
+DECODING: dict[str, Any] = {"max_tokens": 1, "temperature": 0.0, "logprobs": True}
+"""Sampling settings of every request; part of the model's identity (a change re-asks)."""
 
 
 class VllmBackend:
@@ -23,7 +26,8 @@ class VllmBackend:
 
     def __init__(self, client: VllmClient, weights_digest: str | None = None) -> None:
         self._client = client
-        self._identity = ModelIdentity(client.config.model, weights_digest)
+        decoding = json.dumps({**DECODING, "structured_outputs": "choice"}, sort_keys=True)
+        self._identity = ModelIdentity(client.config.model, weights_digest, decoding)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> VllmBackend:
@@ -65,9 +69,7 @@ def chat_request(prompt: Prompt) -> dict[str, Any]:
             {"role": "system", "content": prompt.instructions},
             {"role": "user", "content": prompt.question},
         ],
-        "max_tokens": 1,
-        "temperature": 0.0,
-        "logprobs": True,
+        **DECODING,
         "top_logprobs": min(MAX_TOP_LOGPROBS, len(prompt.choices) + 5),
         "structured_outputs": {"choice": list(prompt.choices)},
     }

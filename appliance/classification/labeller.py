@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import asdict, dataclass
 
 from appliance.backends.interfaces import ModelAnswer, ModelBackend, ModelIdentity, Prompt
 from appliance.classification.prompts import question, system_prompt
@@ -40,10 +42,27 @@ class Labeller:
         self._codes = taxonomy.code_to_label
         self._system = system_prompt(taxonomy)
         self._max_document_tokens = max_document_tokens
+        self.fingerprint = self._fingerprint()
 
     @property
     def model(self) -> ModelIdentity:
         return self._backend.identity
+
+    def _fingerprint(self) -> str:
+        """SHA-256 (hex) of everything besides the text that shapes an answer: the model and its
+        weights, the decoding settings, the prompt around the document, the token budget. A
+        stored result is reused only under the same fingerprint, so a new prompt, new decoding
+        settings or swapped weights under the same served name ask the model again."""
+        template = self.prompt("\x00document\x00")
+        shape = {
+            "model": asdict(self.model),
+            "instructions": template.instructions,
+            "question": template.question,
+            "choices": template.choices,
+            "max_document_tokens": self._max_document_tokens,
+        }
+        canonical = json.dumps(shape, sort_keys=True, ensure_ascii=True)
+        return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
     def label(self, text: str) -> Labelled:
         document, truncated = self.fit_to_budget(text)

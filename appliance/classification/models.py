@@ -20,10 +20,14 @@ class ClassificationResult(Base):
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
     document_id: Mapped[str] = mapped_column(String(256))
     content_sha256: Mapped[str] = mapped_column(String(64))
-    """SHA-256 (hex) of the normalised text: the dedupe key with model and taxonomy version."""
+    """SHA-256 (hex) of the normalised text: the dedupe key with the labeller's fingerprint and
+    the taxonomy version."""
     content_length: Mapped[int] = mapped_column(Integer)
     model: Mapped[str] = mapped_column(String(256))
     taxonomy_version: Mapped[str] = mapped_column(String(80))
+    labeller_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    """``Labeller.fingerprint`` of the model call that produced the label (None: stored before
+    fingerprints, never reused)."""
     label: Mapped[str] = mapped_column(String(128))
     confidence: Mapped[float] = mapped_column(Float)
     scores: Mapped[dict[str, float]] = mapped_column(JSONB)
@@ -42,7 +46,7 @@ class ClassificationResult(Base):
         Index(
             "ix_classification_results_content_key",
             "content_sha256",
-            "model",
+            "labeller_fingerprint",
             "taxonomy_version",
         ),
     )

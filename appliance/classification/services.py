@@ -46,6 +46,7 @@ class ClassificationService:
         self._engine = engine
         self._labeller = labeller
         self._model = labeller.model.served_name
+        self._fingerprint = labeller.fingerprint
         self._taxonomy_version = taxonomy_version
         self._review_threshold = review_threshold
         self._label_thresholds = dict(label_thresholds or {})
@@ -123,30 +124,37 @@ class ClassificationService:
     def _from_store(
         self, document: Document, digest: str, context: RequestContext
     ) -> Classification | None:
-        """The stored result for this content, audited as this request's answer; a new row
-        pointing at it when another document id carried the same content."""
+        """The stored result for this content, audited as this request's answer. A new row
+        points at it when another document id carried the same content, or when today's review
+        threshold judges it differently (the review queue reads stored rows)."""
         with autocommit(self._engine) as connection:
             earlier = store.latest_for_content(
-                connection, digest, self._model, self._taxonomy_version
+                connection, digest, self._fingerprint, self._taxonomy_version
             )
             if earlier is None:
                 return None
             row: ClassificationResult | StoredRow = earlier
             copy = None
-            if earlier.document_id != document.document_id:
-                row = self._copy(earlier, document, digest, context)
+            needs_review = earlier.confidence < self.review_threshold(earlier.label)
+            if earlier.document_id != document.document_id or earlier.needs_review != needs_review:
+                row = self._copy(earlier, document, digest, context, needs_review)
                 copy = store.result_insert(row)
             receipt = self._record(connection, context, document, row, copy)
         metrics.CLASSIFICATIONS.labels(row.label, "cache").inc()
         return as_classification(row, cached=True, receipt=receipt)
 
     def _copy(
-        self, earlier: StoredRow, document: Document, digest: str, context: RequestContext
+        self,
+        earlier: StoredRow,
+        document: Document,
+        digest: str,
+        context: RequestContext,
+        needs_review: bool,
     ) -> ClassificationResult:
-        """A new result for another document with the same content, pointing at the original."""
+        """A new result with the earlier one's label and scores, pointing at the original."""
         row = self._new_row(document, digest, context)
         row.label, row.confidence, row.scores = earlier.label, earlier.confidence, earlier.scores
-        row.needs_review, row.truncated = earlier.needs_review, earlier.truncated
+        row.needs_review, row.truncated = needs_review, earlier.truncated
         row.cached_from = earlier.cached_from or earlier.id
         return row
 
@@ -159,6 +167,7 @@ class ClassificationService:
             content_sha256=digest,
             content_length=len(document.text.encode("utf-8")),
             model=self._model,
+            labeller_fingerprint=self._fingerprint,
             taxonomy_version=self._taxonomy_version,
             requested_by=context.identity.name if context.identity else None,
             on_behalf_of=document.on_behalf_of,

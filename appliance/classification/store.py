@@ -28,7 +28,8 @@ StoredRow = Any
 LATEST_FOR_CONTENT = (
     sql.SQL(
         "SELECT {columns} FROM classification_results"
-        " WHERE content_sha256 = %(content_sha256)s AND model = %(model)s"
+        " WHERE content_sha256 = %(content_sha256)s"
+        " AND labeller_fingerprint = %(labeller_fingerprint)s"
         " AND taxonomy_version = %(taxonomy_version)s"
         " ORDER BY created_at DESC LIMIT 1"
     )
@@ -39,12 +40,15 @@ INSERT_RESULT = insert_sql(ClassificationResult)
 
 
 def latest_for_content(
-    connection: psycopg.Connection[Any], content_sha256: str, model: str, taxonomy_version: str
+    connection: psycopg.Connection[Any],
+    content_sha256: str,
+    labeller_fingerprint: str,
+    taxonomy_version: str,
 ) -> StoredRow | None:
-    """The newest stored result for this content under this model and taxonomy, if any."""
+    """The newest stored result for this content from the same model call and taxonomy."""
     params = {
         "content_sha256": content_sha256,
-        "model": model,
+        "labeller_fingerprint": labeller_fingerprint,
         "taxonomy_version": taxonomy_version,
     }
     with connection.cursor(row_factory=namedtuple_row) as cursor:

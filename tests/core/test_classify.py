@@ -10,6 +10,8 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, func, select
 
+from appliance.backends import vllm
+from appliance.classification import labeller
 from appliance.classification.models import ClassificationResult
 from appliance.classification.taxonomy import load_taxonomy
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY, ROLES
@@ -75,6 +77,56 @@ def test_repeat_is_cached_without_upstream_call(client: FlaskClient, fake_vllm: 
         client.get("/api/v1/classifications/doc-b").get_json()["classification"]
         == (first["classification"])
     )
+
+
+def _swap_weights(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    return {"model_weights_digest": "sha256:" + "1" * 64}
+
+
+def _new_prompt(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    monkeypatch.setattr(labeller, "question", lambda text: f"Text:\n{text}\nCategory:")
+    return {}
+
+
+def _new_decoding(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    monkeypatch.setitem(vllm.DECODING, "temperature", 0.5)
+    return {}
+
+
+def _new_budget(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    return {"max_document_tokens": 999}
+
+
+@pytest.mark.parametrize("change", [_swap_weights, _new_prompt, _new_decoding, _new_budget])
+def test_a_result_is_reused_only_from_the_same_model_call(
+    make_client: Callable[..., FlaskClient],
+    fake_vllm: FakeVllm,
+    monkeypatch: pytest.MonkeyPatch,
+    change: Callable[[pytest.MonkeyPatch], dict[str, object]],
+) -> None:
+    """Same served model name and taxonomy, but weights, prompt, decoding or budget changed."""
+    text = "Prior authorization request for an MRI of the left knee."
+    first = classify(make_client(), "doc", text)
+    changed = make_client(**change(monkeypatch))
+    calls = fake_vllm.count("/v1/chat/completions")
+    again = classify(changed, "doc", text)
+    assert fake_vllm.count("/v1/chat/completions") == calls + 1
+    assert again["cached"] is False and again["result_id"] != first["result_id"]
+    assert classify(changed, "doc", text)["cached"] is True
+
+
+def test_a_reused_result_is_judged_by_todays_review_threshold(
+    make_client: Callable[..., FlaskClient],
+) -> None:
+    text = "Referral letter for cardiology follow-up."
+    first = classify(make_client(review_threshold=0.0), "doc", text)
+    assert first["needs_review"] is False
+    strict = make_client(review_threshold=1.0)
+    again = classify(strict, "doc", text)
+    assert again["cached"] is True and again["needs_review"] is True
+    queue = strict.get("/api/v1/review-queue?limit=10").get_json()["results"]
+    assert [item["result_id"] for item in queue] == [again["result_id"]]
+    assert classify(make_client(review_threshold=0.0), "doc", text)["needs_review"] is False
 
 
 def test_low_confidence_needs_review(make_client: Callable[..., FlaskClient]) -> None:
