@@ -50,6 +50,11 @@ REVIEWS = Counter(
     "Human reviews, by the model's label and the reviewer's (a live confusion matrix)",
     ["model_label", "review_label"],
 )
+TLS_HANDSHAKE_FAILURES = Counter(
+    "appliance_tls_handshake_failures_total",
+    "TLS handshakes refused, by reason (revoked, expired, unknown_ca, no_certificate, ...)",
+    ["reason"],
+)
 CACHE_HITS = Counter(
     "appliance_classification_cache_hits_total", "Classifications answered from stored results"
 )

@@ -19,6 +19,7 @@ import logging
 import os
 import ssl
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from threading import Lock
@@ -27,6 +28,8 @@ from typing import Any, Protocol
 from cryptography import x509
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+
+from appliance.identity.handshakes import ObservedSSLSocket
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,9 @@ class TlsPaths(Protocol):
 
 
 def harden(context: ssl.SSLContext, crl: Path | None) -> ssl.SSLContext:
-    """Client certificate required, TLS >= 1.2, no renegotiation, CRL checked for the leaf."""
+    """Client certificate required, TLS >= 1.2, no renegotiation, CRL checked for the leaf,
+    failed handshakes counted and logged (``appliance.identity.handshakes``)."""
+    context.sslsocket_class = ObservedSSLSocket
     context.verify_mode = ssl.CERT_REQUIRED
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.options |= ssl.OP_NO_RENEGOTIATION | ssl.OP_CIPHER_SERVER_PREFERENCE
@@ -137,37 +142,61 @@ class RevokedSerials:
 
     The handshake checks the CRL only when a connection opens; the middleware asks this object on
     every request so that a keep-alive connection opened before a revocation loses its identity
-    from its next request on. Fails closed: an unreadable file counts every certificate revoked.
+    from its next request on. Fails closed, as OpenSSL does at the handshake: a file that is
+    unreadable, truncated or holds a CRL past its nextUpdate counts every certificate revoked.
     """
 
-    def __init__(self, crl: Path) -> None:
+    def __init__(self, crl: Path, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.crl = crl
+        self._clock = clock
         self._lock = Lock()
         self._stamp: FileStamp = None
-        self._revoked: frozenset[tuple[str, int]] | None = None
+        self._list: RevocationList | None = None
 
     def is_revoked(self, issuer: str, serial: int) -> bool:
         try:
             stamp = _stamp(self.crl)
             with self._lock:
-                if self._revoked is None or stamp != self._stamp:
-                    self._revoked, self._stamp = _read_revoked(self.crl), stamp
-                return (issuer, serial) in self._revoked
+                if self._list is None or stamp != self._stamp:
+                    self._list, self._stamp = read_revocation_list(self.crl), stamp
+                revocations = self._list
         except (OSError, ValueError) as exc:
             log.error("CRL %s unreadable, treating every certificate as revoked: %s", self.crl, exc)
             return True
+        if revocations.next_update is not None and revocations.next_update <= self._clock():
+            log.error("CRL %s expired at %s, treating every certificate as revoked",
+                      self.crl, revocations.next_update)  # fmt: skip
+            return True
+        return (issuer, serial) in revocations.serials
 
 
-def _read_revoked(crl: Path) -> frozenset[tuple[str, int]]:
+@dataclass(frozen=True)
+class RevocationList:
+    """What the CRLs of one PEM file say: revoked ``(issuer, serial)`` pairs, and the earliest
+    nextUpdate (after it the file is stale)."""
+
+    serials: frozenset[tuple[str, int]]
+    next_update: datetime | None
+
+
+_BEGIN_CRL, _END_CRL = b"-----BEGIN X509 CRL-----", b"-----END X509 CRL-----"
+
+
+def read_revocation_list(crl: Path) -> RevocationList:
+    """Every CRL in a PEM file; ``ValueError`` unless each block is whole and there is one."""
     data = crl.read_bytes()
+    blocks = data.count(_BEGIN_CRL)
+    if blocks == 0 or blocks != data.count(_END_CRL):
+        raise ValueError(f"{crl} does not hold whole PEM CRLs ({blocks} begin markers)")
     pairs: set[tuple[str, int]] = set()
-    for block in data.split(b"-----END X509 CRL-----")[:-1]:
-        parsed = x509.load_pem_x509_crl(block + b"-----END X509 CRL-----\n")
+    next_updates = []
+    for block in data.split(_END_CRL)[:-1]:
+        parsed = x509.load_pem_x509_crl(block + _END_CRL + b"\n")
         issuer = parsed.issuer.rfc4514_string()
         pairs.update((issuer, entry.serial_number) for entry in parsed)
-    if not pairs and b"-----BEGIN X509 CRL-----" not in data:
-        raise ValueError(f"no CRL in {crl}")
-    return frozenset(pairs)
+        if parsed.next_update_utc is not None:
+            next_updates.append(parsed.next_update_utc)
+    return RevocationList(frozenset(pairs), min(next_updates, default=None))
 
 
 def crl_next_update(crl: Path) -> datetime | None:

@@ -1,9 +1,10 @@
 """The HTTP contract through the appliance as the quick start runs it (``appliance serve``,
 real gunicorn, mutual TLS): metrics from every worker, a 413 the client can read, the Allow
-header of a 405."""
+header of a 405, refused handshakes counted and logged."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -13,7 +14,9 @@ import requests
 
 from harness import postgres
 from harness.fake_vllm import FakeVllm, running_fake_vllm
-from harness.stack import Stack, appliance_stack
+from harness.stack import CLIENT_URI, Stack, appliance_stack
+from harness.tls import DevPki
+from tests.identity.clients import refusal
 
 MAX_TEXT_BYTES = 4096
 
@@ -83,3 +86,40 @@ def test_a_405_names_the_allowed_methods(stack: Stack) -> None:
     assert answer.status_code == 405
     assert answer.headers["Allow"] == "OPTIONS, POST"
     assert answer.json()["error"]["code"] == "method_not_allowed"
+
+
+def _handshake_failures(page: str) -> dict[str, float]:
+    prefix = "appliance_tls_handshake_failures_total{"
+    counts = {}
+    for line in page.splitlines():
+        if line.startswith(prefix):
+            labels, value = line[len(prefix) :].split("} ")
+            counts[labels.removeprefix('reason="').removesuffix('"')] = float(value)
+    return counts
+
+
+def test_refused_handshakes_are_counted_and_logged_by_reason(stack: Stack) -> None:
+    """A revoked, an expired and a foreign certificate, and none at all: each refused at the
+    handshake, each a counted reason and a structured log line (before: invisible)."""
+    gone = stack.pki.client("gone", f"URI:{CLIENT_URI}")
+    stack.pki.ca.revoke(name="gone")  # rewrites the CRL; new connections use it
+    expired = stack.pki.client("old", f"URI:{CLIENT_URI}", expired=True)
+    foreign = DevPki.create(stack.pki.directory.parent / "foreign").client("x", f"URI:{CLIENT_URI}")
+    knocks = {"revoked": gone, "expired": expired, "unknown_ca": foreign, "no_certificate": None}
+    before, logged_before = _failures_and_log(stack)
+    for cert in knocks.values():
+        refusal(stack.server, stack.pki.client_context(cert))
+    after, logged = _failures_and_log(stack)
+    counted = {reason: count - before.get(reason, 0) for reason, count in after.items()}
+    assert {reason: n for reason, n in counted.items() if n} == dict.fromkeys(knocks, 1.0)
+    new = logged[len(logged_before) :]
+    assert sorted(entry["reason"] for entry in new) == sorted(knocks)
+    assert all(entry["peer"] == "127.0.0.1" and entry["level"] == "WARNING" for entry in new)
+
+
+def _failures_and_log(stack: Stack) -> tuple[dict[str, float], list[dict[str, object]]]:
+    """Handshake failures on the metrics page, and their log lines so far."""
+    page = session(stack).get(stack.server.url("/metrics"), verify=stack.pki.ca_path).text
+    lines = stack.server.log().splitlines()
+    logged = [json.loads(line) for line in lines if "tls_handshake" in line]
+    return _handshake_failures(page), logged

@@ -6,10 +6,11 @@ The TLS path (a real verified peer certificate) is covered over real gunicorn in
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY, Identity
@@ -80,6 +81,34 @@ def test_revoked_serials_follow_the_crl_file_and_fail_closed(tmp_path: Path) -> 
     assert not both.is_revoked("CN=CA B", one.serial)
     bundle.write_text("garbage")
     assert both.is_revoked("CN=CA A", two.serial)  # unreadable -> everything revoked
+
+
+@pytest.mark.parametrize("cut", [2, 40, 200])
+def test_a_truncated_crl_file_revokes_everything(tmp_path: Path, cut: int) -> None:
+    """A half-copied file (its last PEM block cut short) must not read as "none revoked"."""
+    ca = DevCA.init(tmp_path / "a", common_name="CA A")
+    other = DevCA.init(tmp_path / "b", common_name="CA B")
+    fine = ca.issue_client("fine")
+    whole = ca.crl_path.read_bytes() + other.crl_path.read_bytes()
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(whole)
+    crls = RevokedSerials(bundle)
+    assert not crls.is_revoked("CN=CA A", fine.serial)
+    bundle.write_bytes(whole[:-cut])
+    assert crls.is_revoked("CN=CA A", fine.serial)
+    bundle.write_bytes(ca.crl_path.read_bytes()[:-cut])  # one CRL, cut short
+    assert crls.is_revoked("CN=CA A", fine.serial)
+
+
+def test_a_crl_past_its_next_update_revokes_everything(tmp_path: Path) -> None:
+    """As OpenSSL refuses new handshakes, so the middleware refuses requests on open ones."""
+    ca = DevCA.init(tmp_path, common_name="CA A")
+    fine = ca.issue_client("fine")
+    now = [datetime.now(UTC)]
+    crls = RevokedSerials(ca.crl_path, clock=lambda: now[0])
+    assert not crls.is_revoked("CN=CA A", fine.serial)
+    now[0] += timedelta(days=8)  # the dev CA's CRL is valid for 7 days
+    assert crls.is_revoked("CN=CA A", fine.serial)
 
 
 def test_tls_expiry_collector(tmp_path: Path) -> None:
