@@ -49,7 +49,7 @@ def create_app(services: Services | None = None) -> Flask:
     app.register_blueprint(classification_views.bp)
     app.register_blueprint(review_views.bp)
     app.register_blueprint(health_views.bp)
-    _register_service_endpoints(app, settings)
+    _register_service_endpoints(app, services)
     undeclared = undeclared_endpoints(app)
     if undeclared:
         raise RuntimeError(f"views without an audited(Action) declaration: {undeclared}")
@@ -76,8 +76,9 @@ def _register_request_hooks(app: Flask) -> None:
         return response
 
 
-def _register_service_endpoints(app: Flask, settings: Settings) -> None:
-    spec = build_spec()
+def _register_service_endpoints(app: Flask, services: Services) -> None:
+    settings = services.settings
+    spec = build_spec(services.taxonomy.names, settings.max_batch_documents)
 
     @app.get("/api/v1/openapi.json")
     @audited(Action.READ_OPENAPI)

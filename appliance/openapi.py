@@ -6,21 +6,25 @@ model are documented from it, so the document cannot drift from the validation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from apispec import APISpec
 from pydantic import BaseModel
 
+from appliance.audit_bridge import views as audit_views
+from appliance.audit_bridge.interfaces import Action
 from appliance.classification.schemas import (
     BatchIn,
     BatchOut,
     ClassificationOut,
     DocumentIn,
     ErrorOut,
-    HistoryOut,
 )
-from appliance.review.schemas import QueueOut, ReviewIn, ReviewOut
+from appliance.review import views as review_views
+from appliance.review.schemas import HistoryOut, QueueOut, ReviewIn, ReviewOut
+from appliance.text import IDENTIFIER
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 ERROR_STATUSES = {
@@ -37,27 +41,50 @@ ERROR_STATUSES = {
 OBJECT: dict[str, Any] = {"type": "object"}
 
 
-def _query(name: str, kind: str = "string", description: str = "") -> dict[str, Any]:
+def _query(name: str, string_format: str | None = None, description: str = "") -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if string_format is not None:
+        schema["format"] = string_format
     return {
         "name": name,
         "in": "query",
         "required": False,
-        "schema": {"type": kind},
+        "schema": schema,
         "description": description,
     }
 
 
-def _path(name: str, kind: str = "string") -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": kind}
-    if kind == "string":
-        schema |= {"minLength": 1, "maxLength": 256}
+def _path(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+DOCUMENT_ID = _path(
+    "document_id", {"type": "string", "minLength": 1, "maxLength": 256, "pattern": IDENTIFIER}
+) | {
+    "description": "May hold slashes, sent as they are or as %2F: so this operation also reads "
+    "the document <result_id>/review, whose URL is that of a review's POST."
+}
+RESULT_ID = _path("result_id", {"type": "string", "format": "uuid"})
+SEQ = _path("seq", {"type": "integer", "minimum": 0})
+
+
+def _link(to: Action, **parameters: str) -> dict[str, Any]:
+    """An OpenAPI link: ``parameters`` of operation ``to`` from runtime expressions."""
+    return {"operationId": to.value, "parameters": parameters}
+
+
+RESULT_LINKS = {
+    "history": _link(Action.READ_CLASSIFICATION, document_id="$response.body#/document_id"),
+    "review": _link(Action.REVIEW_CLASSIFICATION, result_id="$response.body#/result_id"),
+}
 
 
 @dataclass(frozen=True)
 class Operation:
     path: str
     method: str
+    action: Action
+    """The operation's name in the audit log, and its ``operationId``."""
     summary: str
     roles: str
     ok: type[BaseModel] | None = None
@@ -66,20 +93,25 @@ class Operation:
     parameters: list[dict[str, Any]] = field(default_factory=list)
     ok_status: str = "200"
     ok_text: bool = False
+    links: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """OpenAPI links from the success answer to the operations it gives the ids for."""
 
 
 OPERATIONS = [
     Operation(
         "/api/v1/classify-document",
         "post",
+        Action.CLASSIFY_DOCUMENT,
         "Classify one document",
         "classifier",
         ClassificationOut,
         DocumentIn,
+        links=RESULT_LINKS,
     ),
     Operation(
         "/api/v1/classify-batch",
         "post",
+        Action.CLASSIFY_BATCH,
         "Classify several documents",
         "classifier",
         BatchOut,
@@ -88,54 +120,70 @@ OPERATIONS = [
     Operation(
         "/api/v1/classifications/{document_id}",
         "get",
+        Action.READ_CLASSIFICATION,
         "Latest result and history",
         "reader, classifier",
         HistoryOut,
-        parameters=[_path("document_id")],
+        parameters=[DOCUMENT_ID],
     ),
     Operation(
         "/api/v1/review-queue",
         "get",
+        Action.READ_REVIEW_QUEUE,
         "Results waiting for a human review",
         "reviewer",
         QueueOut,
-        parameters=[_query("limit", "integer"), _query("after")],
+        parameters=[
+            review_views.QUEUE_LIMIT.openapi(),
+            _query("after", "uuid", "next_after of the previous page"),
+        ],
     ),
     Operation(
         "/api/v1/classifications/{result_id}/review",
         "post",
+        Action.REVIEW_CLASSIFICATION,
         "Record a human review",
         "reviewer",
         ReviewOut,
         ReviewIn,
-        [_path("result_id")],
+        [RESULT_ID],
         ok_status="201",
+        links={"history": RESULT_LINKS["history"]},
     ),
     Operation(
         "/api/v1/audit/events",
         "get",
+        Action.AUDIT_SEARCH,
         "Search sealed audit events",
         "auditor",
-        parameters=[_query(name) for name in ("actor", "document_id", "action", "since", "until")]
-        + [_query(name, "integer") for name in ("outcome", "limit", "after_seq")],
+        parameters=[_query(name) for name in audit_views.SEARCH_TEXT]
+        + [_query(name, "date-time") for name in audit_views.SEARCH_TIMES]
+        + [q.openapi() for q in (audit_views.OUTCOME, audit_views.LIMIT, audit_views.AFTER_SEQ)],
+        links={
+            "event": _link(Action.AUDIT_READ_EVENT, seq="$response.body#/events/0/seq"),
+            "proof": _link(Action.AUDIT_INCLUSION_PROOF, seq="$response.body#/events/0/seq"),
+        },
     ),
     Operation(
         "/api/v1/audit/events/{seq}",
         "get",
+        Action.AUDIT_READ_EVENT,
         "One sealed audit event",
         "auditor",
-        parameters=[_path("seq", "integer")],
+        parameters=[SEQ],
     ),
     Operation(
         "/api/v1/audit/events/{seq}/proof",
         "get",
+        Action.AUDIT_INCLUSION_PROOF,
         "RFC 9162 inclusion proof",
         "auditor",
-        parameters=[_path("seq", "integer"), _query("tree_size", "integer")],
+        parameters=[SEQ, audit_views.TREE_SIZE.openapi()],
     ),
     Operation(
         "/api/v1/audit/checkpoints/latest",
         "get",
+        Action.AUDIT_READ_CHECKPOINT,
         "Latest signed checkpoint (C2SP note)",
         "auditor",
         ok_text=True,
@@ -143,11 +191,21 @@ OPERATIONS = [
     Operation(
         "/api/v1/audit/consistency",
         "get",
+        Action.AUDIT_CONSISTENCY_PROOF,
         "RFC 9162 consistency proof",
         "auditor",
-        parameters=[_query("from", "integer"), _query("to", "integer")],
+        parameters=[
+            audit_views.FROM_SIZE.openapi(required=True),
+            audit_views.TO_SIZE.openapi(required=True),
+        ],
     ),
-    Operation("/api/v1/audit/verify", "post", "Verify the audit log; integrity report", "auditor"),
+    Operation(
+        "/api/v1/audit/verify",
+        "post",
+        Action.AUDIT_VERIFY,
+        "Verify the audit log; integrity report",
+        "auditor",
+    ),
 ]
 
 
@@ -173,10 +231,11 @@ def _operation(spec: APISpec, op: Operation) -> dict[str, Any]:
         ok = _content(_schema(spec, op.ok) if op.ok else OBJECT)
     error = _content(_schema(spec, ErrorOut))
     operation: dict[str, Any] = {
+        "operationId": op.action.value,
         "summary": op.summary,
         "description": f"Roles: {op.roles}.",
         "responses": {
-            op.ok_status: {"description": "OK", **ok},
+            op.ok_status: {"description": "OK", **ok} | ({"links": op.links} if op.links else {}),
             **{code: {"description": text, **error} for code, text in ERROR_STATUSES.items()},
         },
     }
@@ -187,12 +246,23 @@ def _operation(spec: APISpec, op: Operation) -> dict[str, Any]:
     return operation
 
 
-def build_spec() -> dict[str, Any]:
+def build_spec(labels: Sequence[str], max_batch_documents: int) -> dict[str, Any]:
+    """The document for this installation: its taxonomy's ``labels`` and its batch limit."""
     spec = APISpec(title="Document classification appliance", version="1", openapi_version="3.1.0")
     document = _schema(spec, DocumentIn)
     _schema(spec, BatchIn)
-    # BatchIn validates its items one by one (so one bad item fails alone); document their shape.
-    spec.components.schemas["BatchIn"]["properties"]["documents"]["items"] = document
+    # BatchIn validates its items one by one (see BatchIn): any item is accepted, and answered
+    # with its result or its own error. ``anyOf`` says both: the shape to send, and that
+    # anything else fails alone rather than the batch.
+    documents = spec.components.schemas["BatchIn"]["properties"]["documents"]
+    documents["maxItems"] = max_batch_documents
+    documents["items"] = {
+        "anyOf": [document, {}],
+        "description": "A DocumentIn. Each item is validated on its own: one that is not a valid"
+        " DocumentIn gets its own error in results, and the others are classified.",
+    }
+    _schema(spec, ReviewIn)
+    spec.components.schemas["ReviewIn"]["properties"]["label"]["enum"] = list(labels)
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
         paths.setdefault(op.path, {})[op.method] = _operation(spec, op)

@@ -1,8 +1,11 @@
-"""Reading request bodies the same way everywhere: content type, size limit, JSON, schema."""
+"""Reading requests the same way everywhere: body content type, size limit, JSON, schema; query
+parameters with the bounds the OpenAPI document states."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import Request
@@ -50,3 +53,46 @@ def validate(model: type[M], data: Any) -> M:
             for error in exc.errors(include_url=False, include_input=False)
         )
         raise InvalidRequest(problems) from exc
+
+
+@dataclass(frozen=True)
+class IntegerQuery:
+    """An integer query parameter: the view reads it and the OpenAPI document states it from
+    this one definition, so the two cannot disagree on its bounds."""
+
+    name: str
+    minimum: int
+    maximum: int | None = None
+    default: int | None = None
+    description: str = ""
+
+    def read(self, args: Mapping[str, str]) -> int | None:
+        """The value in ``args``, the default when absent; 400 when not an integer in bounds
+        (an empty value too: ``limit=`` is a mistake, not a request for the default)."""
+        raw = args.get(self.name)
+        if raw is None:
+            return self.default
+        try:
+            value = int(raw)
+        except ValueError as exc:
+            raise InvalidRequest(f"{self.name}: got {raw!r}, want an integer") from exc
+        if value < self.minimum or (self.maximum is not None and value > self.maximum):
+            bounds = f"{self.minimum}..{'' if self.maximum is None else self.maximum}"
+            raise InvalidRequest(f"{self.name}: got {value}, want {bounds}")
+        return value
+
+    def require(self, args: Mapping[str, str]) -> int:
+        """The value in ``args`` (or the default); 400 when there is neither."""
+        value = self.read(args)
+        if value is None:
+            raise InvalidRequest(f"{self.name} is required")
+        return value
+
+    def openapi(self, *, required: bool = False) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": "integer", "minimum": self.minimum}
+        if self.maximum is not None:
+            schema["maximum"] = self.maximum
+        if self.default is not None:
+            schema["default"] = self.default
+        parameter = {"name": self.name, "in": "query", "required": required, "schema": schema}
+        return parameter | ({"description": self.description} if self.description else {})

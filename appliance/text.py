@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
 
 def encodable(value: str) -> str:
@@ -37,7 +37,16 @@ def is_storable(value: str) -> bool:
     return True
 
 
+NO_NUL = r"^[^\x00]*$"
+"""PostgreSQL text cannot hold NUL: a pattern the OpenAPI document states and pydantic checks."""
+IDENTIFIER = r"^[^\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]+$"
+"""Ids that logs, audit entries and screens show as they are: no control characters, no
+invisible or direction-changing format characters (a displayed id must be the stored id). The
+same regular expression works in pydantic (Rust), Python and the OpenAPI document (ECMA-262)."""
+
 Encodable = Annotated[str, AfterValidator(encodable)]
 """A string the appliance hashes or sends on, but does not store (document text)."""
-Storable = Annotated[str, AfterValidator(storable)]
-"""A string the appliance stores or puts in audit events (ids, user ids, notes)."""
+Storable = Annotated[str, Field(pattern=NO_NUL), AfterValidator(encodable)]
+"""A string the appliance stores or puts in audit events (user ids, notes)."""
+Identifier = Annotated[str, Field(pattern=IDENTIFIER), AfterValidator(encodable)]
+"""A stored id that people read (document ids)."""

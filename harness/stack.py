@@ -1,6 +1,7 @@
 """Bring up the real appliance stack for benchmarks and end-to-end tests: a migrated database,
-a dev PKI with a client allowed to classify, and the appliance started exactly as operators and
-the quick start start it: ``appliance serve`` (gunicorn with the production configuration)."""
+a dev PKI with a client holding every role an API caller can have, and the appliance started
+exactly as operators and the quick start start it: ``appliance serve`` (gunicorn with the
+production configuration)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ ROLES = """\
 version: 1
 rules:
   - uri: "spiffe://hospital/svc/bench"
-    roles: [classifier, reader, auditor, metrics]
+    roles: [classifier, reader, reviewer, auditor, metrics]
 """
 
 

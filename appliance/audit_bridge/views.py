@@ -17,13 +17,22 @@ from appliance.audit_bridge.interfaces import Action
 from appliance.audit_bridge.services import AuditReader
 from appliance.errors import InvalidRequest, NotFound, ServiceUnavailable
 from appliance.identity.access import requires_roles
-from appliance.requests import storable_parameter
+from appliance.requests import IntegerQuery, storable_parameter
 from appliance.web import current_services
 from audit import service, store
 from audit.errors import AuditError, ProofError, StoreError
 
 bp = Blueprint("audit", __name__, url_prefix="/api/v1/audit")
 MAX_LIMIT = 1000
+
+OUTCOME = IntegerQuery("outcome", 100, 599, description="The HTTP status answered")
+AFTER_SEQ = IntegerQuery("after_seq", -1, default=-1, description="next_after_seq of a page")
+LIMIT = IntegerQuery("limit", 1, MAX_LIMIT, default=100)
+TREE_SIZE = IntegerQuery("tree_size", 1, description="Default: the latest checkpoint's size")
+FROM_SIZE = IntegerQuery("from", 1, description="The older tree size")
+TO_SIZE = IntegerQuery("to", 1, description="The newer tree size")
+SEARCH_TEXT = ("actor", "document_id", "action")
+SEARCH_TIMES = ("since", "until")
 
 
 def _reader() -> AuditReader:
@@ -43,27 +52,6 @@ def _translated() -> Iterator[None]:
         raise InvalidRequest(str(exc)) from exc
 
 
-def _int(
-    name: str, default: int | None = None, low: int = 0, high: int | None = None
-) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise InvalidRequest(f"{name}: got {raw!r}, want an integer") from exc
-    if value < low or (high is not None and value > high):
-        raise InvalidRequest(f"{name}: got {value}, want {low}..{high if high is not None else ''}")
-    return value
-
-
-def _required(value: int | None) -> int:
-    if value is None:  # only when no default was given
-        raise InvalidRequest("a required parameter is missing")
-    return value
-
-
 def _text(name: str) -> str | None:
     raw = request.args.get(name)
     return storable_parameter(name, raw) if raw else None
@@ -71,7 +59,7 @@ def _text(name: str) -> str | None:
 
 def _time(name: str) -> datetime | None:
     raw = request.args.get(name)
-    if not raw:
+    if raw is None:
         return None
     try:
         moment = datetime.fromisoformat(raw)
@@ -89,11 +77,11 @@ def audit_search_events() -> dict[str, Any]:
         actor=_text("actor"),
         resource=reader.resource(_text("document_id")),
         action=_text("action"),
-        outcome_status=_int("outcome", high=599),
+        outcome_status=OUTCOME.read(request.args),
         since=_time("since"),
         until=_time("until"),
-        after_seq=_required(_int("after_seq", -1, low=-1)),
-        limit=_required(_int("limit", 100, low=1, high=MAX_LIMIT)),
+        after_seq=AFTER_SEQ.require(request.args),
+        limit=LIMIT.require(request.args),
     )
     with _translated(), reader.connection() as conn:
         events = [service.entry_json(seq, entry) for seq, entry in store.search(conn, where)]
@@ -116,7 +104,7 @@ def audit_get_event(seq: int) -> dict[str, Any]:
 @audited(Action.AUDIT_INCLUSION_PROOF)
 @requires_roles("auditor")
 def audit_inclusion_proof(seq: int) -> dict[str, Any]:
-    tree_size = _int("tree_size", low=1)
+    tree_size = TREE_SIZE.read(request.args)
     with _translated(), _reader().connection() as conn:
         return service.inclusion(conn, seq, tree_size)
 
@@ -136,9 +124,7 @@ def audit_latest_checkpoint() -> Response:
 @audited(Action.AUDIT_CONSISTENCY_PROOF)
 @requires_roles("auditor")
 def audit_consistency() -> dict[str, Any]:
-    size1, size2 = _int("from", low=1), _int("to", low=1)
-    if size1 is None or size2 is None:
-        raise InvalidRequest("from and to are required")
+    size1, size2 = FROM_SIZE.require(request.args), TO_SIZE.require(request.args)
     with _translated(), _reader().connection() as conn:
         return service.consistency(conn, size1, size2)
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.classification.interfaces import Classification
-from appliance.text import Encodable, Storable
+from appliance.text import Encodable, Identifier, Storable
 
 
 class DocumentIn(BaseModel):
@@ -17,7 +17,9 @@ class DocumentIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    document_id: Storable = Field(min_length=1, max_length=256, examples=["MRN-00017/visit-3"])
+    document_id: Identifier = Field(
+        min_length=1, max_length=256, examples=["MRN-00017/visit-3"]
+    )
     text: Encodable = Field(
         pattern=r"\S",
         description="The document's text (not only white space); at most the configured limit"
@@ -31,13 +33,6 @@ class DocumentIn(BaseModel):
         max_length=256,
         description="Recorded as on_behalf_of; never trusted as identity.",
     )
-
-    @field_validator("document_id")
-    @classmethod
-    def _printable(cls, value: str) -> str:
-        if not value.isprintable():
-            raise ValueError("document_id must be printable, with no control characters")
-        return value
 
 
 class BatchIn(BaseModel):
@@ -85,10 +80,6 @@ class BatchItemError(BaseModel):
 
 class BatchOut(BaseModel):
     results: list[ClassificationOut | BatchItemError]
-
-
-class HistoryOut(ClassificationOut):
-    history: list[ClassificationOut]
 
 
 def serialise(result: Classification) -> dict[str, Any]:

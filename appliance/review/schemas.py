@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,7 +24,7 @@ class ReviewIn(BaseModel):
 
 
 class ReviewOut(BaseModel):
-    source: str = "review"
+    source: Literal["review"] = "review"
     review_id: str
     result_id: str
     document_id: str
@@ -38,6 +38,17 @@ class ReviewOut(BaseModel):
         description="The audit event recorded with this review; null on reviews read back.",
     )
     timestamp: datetime
+
+
+class ModelResultOut(ClassificationOut):
+    source: Literal["model"] = "model"
+
+
+class HistoryOut(ClassificationOut):
+    """A document's newest result, and its history: the model's results and the human reviews,
+    newest first, told apart by ``source``."""
+
+    history: list[Annotated[ModelResultOut | ReviewOut, Field(discriminator="source")]]
 
 
 class QueueOut(BaseModel):

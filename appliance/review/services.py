@@ -90,7 +90,7 @@ class ReviewService:
             if after is not None:
                 cursor = session.get(results, after)
                 if cursor is None:
-                    raise InvalidRequest("after: no classification result has this id")
+                    raise NotFound("after: no classification result has this id")
                 key = tuple_(results.created_at, results.id)
                 query = query.where(key > tuple_(cursor.created_at, cursor.id))
             query = query.order_by(results.created_at, results.id).limit(limit)

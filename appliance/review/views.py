@@ -12,14 +12,14 @@ from appliance.audit_bridge.interfaces import Action
 from appliance.classification.schemas import serialise
 from appliance.errors import InvalidRequest, NotFound
 from appliance.identity.access import requires_roles
-from appliance.requests import json_body, validate
+from appliance.requests import IntegerQuery, json_body, validate
 from appliance.review.schemas import ReviewIn, serialise_review
 from appliance.review.services import MAX_QUEUE_PAGE
 from appliance.web import current_services, request_context
 
 bp = Blueprint("review", __name__, url_prefix="/api/v1")
-DEFAULT_QUEUE_PAGE = 50
 MAX_REVIEW_BODY_BYTES = 64 * 1024
+QUEUE_LIMIT = IntegerQuery("limit", 1, MAX_QUEUE_PAGE, default=50)
 
 
 def _uuid(value: str) -> uuid.UUID | None:
@@ -29,18 +29,11 @@ def _uuid(value: str) -> uuid.UUID | None:
         return None
 
 
-def _limit() -> int:
-    raw = request.args.get("limit", str(DEFAULT_QUEUE_PAGE))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_QUEUE_PAGE:
-        raise InvalidRequest(f"limit: got {raw!r}, want an integer 1..{MAX_QUEUE_PAGE}")
-    return int(raw)
-
-
 @bp.get("/review-queue")
 @audited(Action.READ_REVIEW_QUEUE)
 @requires_roles("reviewer")
 def review_queue() -> dict[str, Any]:
-    limit = _limit()
+    limit = QUEUE_LIMIT.require(request.args)
     after = None
     if "after" in request.args:
         after = _uuid(request.args["after"])

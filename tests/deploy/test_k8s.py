@@ -187,3 +187,19 @@ def test_only_the_migration_job_holds_the_owners_credentials(
         assert holders == ["Job/appliance-migrate"]
         api = find(docs, "Deployment", "appliance")["spec"]["template"]["spec"]
         assert "initContainers" not in api
+
+
+def test_alert_rules_pass_promtool(
+    rendered: dict[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """The PrometheusRule's expressions parse as PromQL (a schema cannot tell)."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(find(rendered["base"], "PrometheusRule", "docclass")["spec"]))
+    promtool = harness.tool("promtool")
+    proc = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True,
+                          text=True, check=False, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    broken = rules.read_text().replace("> 0", "> > 0", 1)
+    rules.write_text(broken)
+    assert subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True,
+                          check=False, timeout=60).returncode != 0  # fmt: skip

@@ -120,10 +120,14 @@ def test_queue_pages_with_after(classifier: FlaskClient, reviewer: FlaskClient) 
 
 
 def test_bad_queue_parameters(reviewer: FlaskClient) -> None:
-    for query in ("?limit=0", "?limit=501", "?limit=x", "?after=nope", f"?after={uuid.uuid4()}"):
+    for query in ("?limit=0", "?limit=501", "?limit=x", "?limit=", "?after=nope"):
         response = reviewer.get(f"/api/v1/review-queue{query}")
         assert response.status_code == 400, query
         assert response.get_json()["error"]["code"] == "invalid_request"
+    # a well-formed cursor naming no result: the document's contract says 404
+    response = reviewer.get(f"/api/v1/review-queue?after={uuid.uuid4()}")
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "not_found"
 
 
 def test_roles_and_denials_are_audited(
