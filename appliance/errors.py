@@ -66,9 +66,52 @@ class PayloadTooLarge(ApplianceError):
     code = "payload_too_large"
 
 
+class TooManyPages(PayloadTooLarge):
+    code = "too_many_pages"
+
+
+class TooManyPixels(PayloadTooLarge):
+    """An image (or a rendered page) larger than the pixel limit: a decompression bomb."""
+
+    code = "too_many_pixels"
+
+
+class ExpandsTooFar(PayloadTooLarge):
+    """An archive (DOCX) whose content is much larger than the file: a zip bomb."""
+
+    code = "expands_too_far"
+
+
 class UnsupportedMediaType(ApplianceError):
     status = 415
     code = "unsupported_media_type"
+
+
+class MediaTypeMismatch(UnsupportedMediaType):
+    """The declared media type is not what the content is."""
+
+    code = "media_type_mismatch"
+
+
+class UnprocessableDocument(ApplianceError):
+    """A well-formed request whose file cannot be read: corrupt, truncated, or no text in it."""
+
+    status = 422
+    code = "unreadable_document"
+
+
+class EncryptedDocument(UnprocessableDocument):
+    code = "encrypted_document"
+
+
+class EmptyDocument(UnprocessableDocument):
+    code = "empty_document"
+
+
+class OcrTimeout(UnprocessableDocument):
+    """A page took longer than the per-page OCR limit."""
+
+    code = "ocr_timeout"
 
 
 class UpstreamInvalidResponse(ApplianceError):

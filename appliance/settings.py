@@ -48,6 +48,25 @@ class Settings(BaseSettings):
     max_document_tokens: int = Field(default=1500, ge=16)
     """Token budget for the document part of the prompt; longer documents are truncated."""
 
+    file_max_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
+    """Largest file ``classify-file`` and ``appliance classify`` read (413 past it)."""
+    file_max_pages: int = Field(default=200, ge=1)
+    file_max_page_pixels: int = Field(default=40_000_000, ge=1)
+    """Largest image or rendered page (A4 at 600 DPI is 35 Mpx): past it, a decompression bomb."""
+    file_max_expanded_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    """Largest total a DOCX (a zip) may unpack to: past it, a zip bomb."""
+    file_first_pages: int = Field(default=3, ge=1)
+    """Mode ``document`` classifies a file from its first this many pages."""
+    text_layer_min_chars: int = Field(default=20, ge=1)
+    """A PDF page whose text layer has fewer non-space characters is read with OCR."""
+    ocr_language: str = Field(default="eng", pattern=r"^[A-Za-z_]+(\+[A-Za-z_]+)*$")
+    """Tesseract language(s), e.g. ``eng`` or ``eng+deu`` (their Debian packages installed)."""
+    ocr_dpi: int = Field(default=200, ge=72, le=600)
+    ocr_page_timeout_s: float = Field(default=60.0, gt=0)
+    ocr_workers: int | None = Field(default=None, ge=1)
+    """Pages read by OCR at once in one worker process; default: one per CPU core (each
+    Tesseract runs single-threaded, which is faster per page here than its own threads)."""
+
     bind: str = "127.0.0.1:8443"
     workers: int = Field(default=2, ge=1)
     threads: int = Field(default=16, ge=1)
