@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from appliance.audit_bridge import views as audit_views
 from appliance.audit_bridge.interfaces import Action
+from appliance.classification.file_schemas import FileClassificationOut, FileParams
 from appliance.classification.schemas import (
     BatchIn,
     BatchOut,
@@ -22,6 +23,7 @@ from appliance.classification.schemas import (
     DocumentIn,
     ErrorOut,
 )
+from appliance.intake.formats import MEDIA_TYPES
 from appliance.review import views as review_views
 from appliance.review.schemas import HistoryOut, QueueOut, ReviewIn, ReviewOut
 from appliance.text import IDENTIFIER
@@ -33,7 +35,10 @@ ERROR_STATUSES = {
     "403": "The caller's roles do not allow this endpoint",
     "404": "Unknown resource",
     "413": "Body or text too large",
-    "415": "Body is not application/json",
+    "415": "Body is not application/json (or, for a file, not of an accepted media type, or"
+    " not what its media type says)",
+    "422": "The file cannot be read: corrupt, password-protected, no text on its pages, or a"
+    " page over the OCR time limit",
     "502": "The model server answered garbage",
     "503": "The model server, database or audit log is unavailable (see Retry-After)",
     "504": "The model server timed out",
@@ -68,6 +73,25 @@ RESULT_ID = _path("result_id", {"type": "string", "format": "uuid"})
 SEQ = _path("seq", {"type": "integer", "minimum": 0})
 
 
+def _query_model(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """Query parameters from a pydantic model's fields (the model validates them)."""
+    schema = model.model_json_schema(ref_template=REF_TEMPLATE)
+    required = set(schema.get("required", ()))
+    parameters = []
+    for name, prop in schema["properties"].items():
+        if "$ref" in prop:  # an enum: inline it, a parameter cannot point at components
+            prop = {**schema["$defs"][prop["$ref"].rsplit("/", 1)[1]], **prop}
+            del prop["$ref"]
+        described = {"description": prop.pop("description")} if "description" in prop else {}
+        prop.pop("title", None)
+        if prop.get("default", "") is None:  # optional: absent, as a query string says it
+            del prop["default"]
+            prop |= next(branch for branch in prop.pop("anyOf") if branch != {"type": "null"})
+        entry = {"name": name, "in": "query", "required": name in required, "schema": prop}
+        parameters.append(entry | described)
+    return parameters
+
+
 def _link(to: Action, **parameters: str) -> dict[str, Any]:
     """An OpenAPI link: ``parameters`` of operation ``to`` from runtime expressions."""
     return {"operationId": to.value, "parameters": parameters}
@@ -91,6 +115,8 @@ class Operation:
     """The success body's model; None documents a JSON object (or text, see ``ok_text``)."""
     body: type[BaseModel] | None = None
     parameters: list[dict[str, Any]] = field(default_factory=list)
+    files: tuple[str, ...] = ()
+    """Media types of a raw file body (instead of a JSON ``body``)."""
     ok_status: str = "200"
     ok_text: bool = False
     links: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -116,6 +142,17 @@ OPERATIONS = [
         "classifier",
         BatchOut,
         BatchIn,
+    ),
+    Operation(
+        "/api/v1/classify-file",
+        "post",
+        Action.CLASSIFY_FILE,
+        "Classify a file: PDF, TIFF, PNG, JPEG, DOCX or text; per page and split into documents",
+        "classifier",
+        FileClassificationOut,
+        parameters=_query_model(FileParams),
+        files=MEDIA_TYPES,
+        links=RESULT_LINKS,
     ),
     Operation(
         "/api/v1/classifications/{document_id}",
@@ -243,6 +280,13 @@ def _operation(spec: APISpec, op: Operation) -> dict[str, Any]:
         operation["parameters"] = op.parameters
     if op.body is not None:
         operation["requestBody"] = {"required": True, **_content(_schema(spec, op.body))}
+    if op.files:
+        binary = {"schema": {"type": "string", "format": "binary"}}
+        operation["requestBody"] = {
+            "required": True,
+            "description": "The file itself; its media type must be what its content is.",
+            "content": dict.fromkeys(op.files, binary),
+        }
     return operation
 
 

@@ -18,15 +18,20 @@ from appliance.text import storable
 M = TypeVar("M", bound=BaseModel)
 
 
+def body_bytes(request: Request, max_bytes: int) -> bytes:
+    """The raw body; 413 past ``max_bytes``."""
+    request.max_content_length = max_bytes
+    try:
+        return request.get_data(cache=False)
+    except RequestEntityTooLarge as exc:
+        raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes") from exc
+
+
 def json_body(request: Request, max_bytes: int) -> Any:
     """The decoded JSON body; 415 unless it is ``application/json``, 413 past ``max_bytes``."""
     if request.mimetype != "application/json":
         raise UnsupportedMediaType("send the body as application/json")
-    request.max_content_length = max_bytes
-    try:
-        raw = request.get_data(cache=False)
-    except RequestEntityTooLarge as exc:
-        raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes") from exc
+    raw = body_bytes(request, max_bytes)
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -8,6 +8,7 @@ replace the model backend or the audit sink through the keyword arguments.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
@@ -17,11 +18,15 @@ from appliance.audit_bridge.recorder import AuditRecorder, Clock, utc_now
 from appliance.audit_bridge.services import AuditReader, PostgresAuditSink
 from appliance.backends import build_backend
 from appliance.backends.interfaces import ModelBackend
+from appliance.classification.files import FileClassificationService
 from appliance.classification.labeller import Labeller
 from appliance.classification.services import ClassificationService
 from appliance.classification.taxonomy import Taxonomy, load_taxonomy
 from appliance.db import make_engine
 from appliance.health.startup import StartupState
+from appliance.intake.extract import PageReader
+from appliance.intake.limits import Limits
+from appliance.intake.ocr import TesseractOcr
 from appliance.review.services import ReviewService
 from appliance.settings import Settings
 from audit import pseudonym
@@ -35,12 +40,15 @@ class Services:
     backend: ModelBackend
     audit: AuditRecorder
     classification: ClassificationService
+    files: FileClassificationService
+    pages: PageReader
     review: ReviewService
     audit_reader: AuditReader
     startup: StartupState
 
     def close(self) -> None:
-        """Release the model backend's and the database's connections."""
+        """Release the model backend's and the database's connections, and the OCR threads."""
+        self.pages.close()
         self.backend.close()
         self.engine.dispose()
 
@@ -72,6 +80,15 @@ def build_services(
         max_concurrency=settings.vllm_max_concurrency,
         clock=clock,
     )
+    pages = PageReader(
+        Limits.from_settings(settings),
+        TesseractOcr(settings.ocr_language, settings.ocr_page_timeout_s),
+        settings.ocr_workers or os.cpu_count() or 1,
+    )
+    files = FileClassificationService(
+        classification, labeller, pages, recorder, settings.file_first_pages,
+        settings.vllm_max_concurrency,
+    )  # fmt: skip
     return Services(
         settings=settings,
         engine=engine,
@@ -79,6 +96,8 @@ def build_services(
         backend=backend,
         audit=recorder,
         classification=classification,
+        files=files,
+        pages=pages,
         review=ReviewService(engine, taxonomy, recorder, clock),
         audit_reader=AuditReader(engine, settings, key),
         startup=StartupState(engine, labeller),

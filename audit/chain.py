@@ -39,6 +39,9 @@ REQUIRED_FIELDS = frozenset(
 ) | {"v"}
 """Keys every canonical event has (``decode_event`` needs them)."""
 KNOWN_FIELDS = frozenset(_EVENT_FIELDS) | {"v"}
+OMITTED_WHEN_NONE = ("detail", "file_sha256", "page_count", "ocr_pages", "file_mode")
+"""Fields added after the first entries were written: left out of the canonical bytes when
+None, so those entries keep their bytes (and every older entry still verifies)."""
 
 
 def encode_event(event: Event) -> bytes:
@@ -51,10 +54,13 @@ def encode_event(event: Event) -> bytes:
     for name, value in fields.items():
         if isinstance(value, str) and len(value) > MAX_FIELD:
             raise EventError(f"{name}: got {len(value)} characters, want <= {MAX_FIELD}")
-    if type(event.outcome_status) is not int:
-        raise EventError("outcome_status must be an int")
-    if fields["detail"] is None:
-        del fields["detail"]
+    for name in ("outcome_status", "page_count", "ocr_pages"):
+        value = fields[name]
+        if value is not None and type(value) is not int:
+            raise EventError(f"{name} must be an int")
+    for name in OMITTED_WHEN_NONE:
+        if fields[name] is None:
+            del fields[name]
     fields["v"] = 1
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 

@@ -56,8 +56,14 @@ class Event:
     on_behalf_of: str | None = None
     detail: str | None = None
     """Free text the sealer writes into its own entries (what a quarantine or an accepted
-    restore was about); left out of the canonical bytes when None, so older entries keep
-    theirs."""
+    restore was about)."""
+    file_sha256: str | None = None
+    """A classified file's SHA-256 (its text is never in the log)."""
+    page_count: int | None = None
+    ocr_pages: int | None = None
+    """How many of the pages read had their text from OCR."""
+    file_mode: str | None = None
+    """``document``, ``pages`` or ``split``."""
 
 
 Row = tuple[int, bytes, bytes, bytes]

@@ -33,9 +33,15 @@ class FakeVllm:
     lock: threading.Lock = field(default_factory=threading.Lock)
     in_flight: int = 0
     max_in_flight: int = 0
+    rules: dict[str, str] = field(default_factory=dict)
+    """Words (case-folded) whose presence in a document makes the answer the given code."""
 
     def script(self, *faults: Fault) -> None:
         self.faults.extend(faults)
+
+    def answer_when(self, word: str, code: str) -> None:
+        """From now on, a document holding ``word`` is answered ``code`` (probability 0.9)."""
+        self.rules[word.casefold()] = code
 
     def count(self, path: str) -> int:
         return sum(1 for seen, _ in self.requests if seen == path)
@@ -172,6 +178,11 @@ class _Handler(BaseHTTPRequestHandler):
         codes = payload["structured_outputs"]["choice"]
         document = payload["messages"][-1]["content"]
         probabilities = default_distribution(codes, document)
+        rules = self.server.fake.rules.items()
+        ruled = [code for word, code in rules if word in document.casefold()]
+        if ruled:
+            rest = 0.1 / (len(codes) - 1)
+            probabilities = {code: 0.9 if code == ruled[0] else rest for code in codes}
         chosen = max(probabilities, key=lambda code: probabilities[code])
         return chat_body(probabilities, chosen)
 

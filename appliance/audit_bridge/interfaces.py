@@ -20,6 +20,7 @@ class Action(enum.StrEnum):
 
     CLASSIFY_DOCUMENT = "classify_document"
     CLASSIFY_BATCH = "classify_batch"
+    CLASSIFY_FILE = "classify_file"
     READ_CLASSIFICATION = "read_classification"
     READ_REVIEW_QUEUE = "read_review_queue"
     REVIEW_CLASSIFICATION = "review_classification"
@@ -55,6 +56,18 @@ class AuditEvent:
     result_id: str | None = None
     content_sha256: str | None = None
     on_behalf_of: str | None = None
+    file: FileFacts | None = None
+    """What was classified when it was a file (never its content)."""
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """A classified file as the audit log records it: its hash, pages, OCR use and mode."""
+
+    sha256: str
+    page_count: int
+    ocr_pages: int
+    mode: str
 
 
 @dataclass(frozen=True)

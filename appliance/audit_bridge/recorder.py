@@ -15,7 +15,14 @@ from typing import Any
 
 import psycopg
 
-from appliance.audit_bridge.interfaces import Action, AuditEvent, AuditReceipt, AuditSink, RowInsert
+from appliance.audit_bridge.interfaces import (
+    Action,
+    AuditEvent,
+    AuditReceipt,
+    AuditSink,
+    FileFacts,
+    RowInsert,
+)
 from appliance.context import RequestContext
 
 Clock = Callable[[], datetime]
@@ -34,6 +41,7 @@ class Subject:
     result_id: str | None = None
     content_sha256: str | None = None
     on_behalf_of: str | None = None
+    file: FileFacts | None = None
 
 
 NOTHING = Subject()
@@ -100,4 +108,5 @@ class AuditRecorder:
             result_id=subject.result_id,
             content_sha256=subject.content_sha256,
             on_behalf_of=subject.on_behalf_of,
+            file=subject.file,
         )

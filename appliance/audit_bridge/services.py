@@ -60,6 +60,10 @@ class PostgresAuditSink:
             result_id=event.result_id,
             content_sha256=event.content_sha256,
             on_behalf_of=event.on_behalf_of,
+            file_sha256=event.file.sha256 if event.file else None,
+            page_count=event.file.page_count if event.file else None,
+            ocr_pages=event.file.ocr_pages if event.file else None,
+            file_mode=event.file.mode if event.file else None,
         )
 
     def _params(self, event: AuditEvent) -> tuple[str, dict[str, Any]]:

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -37,12 +48,31 @@ class ClassificationResult(Base):
         UUID(as_uuid=True), ForeignKey("classification_results.id")
     )
     """Set when the label was reused from an earlier result for the same content."""
+    file_sha256: Mapped[str | None] = mapped_column(String(64))
+    """Set for a classified file (``classify-file``), with the columns below; None for text."""
+    file_size: Mapped[int | None] = mapped_column(BigInteger)
+    file_media_type: Mapped[str | None] = mapped_column(String(128))
+    page_count: Mapped[int | None] = mapped_column(Integer)
+    file_mode: Mapped[str | None] = mapped_column(String(16))
+    intake_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    """What the pages were read with (mode, pages read, OCR language and DPI, Tesseract)."""
+    pages: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    """Per page: number, text source, SHA-256 of its text, whether it was blank."""
+    segments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    """Consecutive page ranges, each with label, confidence and scores."""
     requested_by: Mapped[str | None] = mapped_column(String(512))
     on_behalf_of: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (
         Index("ix_classification_results_document_id_created_at", "document_id", "created_at"),
+        Index(
+            "ix_classification_results_file_key",
+            "file_sha256",
+            "intake_fingerprint",
+            "labeller_fingerprint",
+            "taxonomy_version",
+        ),
         Index(
             "ix_classification_results_content_key",
             "content_sha256",

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from appliance import metrics
-from appliance.audit_bridge.interfaces import Action, AuditReceipt, RowInsert
+from appliance.audit_bridge.interfaces import Action, AuditReceipt, FileFacts, RowInsert
 from appliance.audit_bridge.recorder import AuditRecorder, Clock, Subject, utc_now
 from appliance.classification import store
 from appliance.classification.content import content_sha256
@@ -74,15 +74,24 @@ class ClassificationService:
             return reused
         labelled = self._labeller.label(document.text)
         scored = labelled.scored
-        row = self._new_row(document, digest, context)
+        row = self.new_row(document, digest, context)
         row.label, row.confidence, row.scores = scored.label, scored.confidence, scored.scores
-        row.needs_review = scored.confidence < self.review_threshold(scored.label)
+        row.needs_review = self.needs_review(scored.label, scored.confidence)
         row.truncated = labelled.truncated
         with autocommit(self._engine) as connection:
-            receipt = self._record(connection, context, document, row, store.result_insert(row))
+            receipt = self.record(connection, context, document, row, store.result_insert(row))
         metrics.CLASSIFICATIONS.labels(row.label, "model").inc()
         metrics.CONFIDENCE.observe(row.confidence)
         return as_classification(row, cached=False, receipt=receipt)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def taxonomy(self) -> str:
+        """The taxonomy's version, part of every dedupe key."""
+        return self._taxonomy_version
 
     def review_threshold(self, label: str) -> float:
         """Below this confidence a result labelled ``label`` needs a human review."""
@@ -124,41 +133,50 @@ class ClassificationService:
     def _from_store(
         self, document: Document, digest: str, context: RequestContext
     ) -> Classification | None:
-        """The stored result for this content, audited as this request's answer. A new row
-        points at it when another document id carried the same content, or when today's review
-        threshold judges it differently (the review queue reads stored rows)."""
+        """The stored result for this content, audited as this request's answer."""
         with autocommit(self._engine) as connection:
             earlier = store.latest_for_content(
                 connection, digest, self._fingerprint, self._taxonomy_version
             )
             if earlier is None:
                 return None
-            row: ClassificationResult | StoredRow = earlier
-            copy = None
-            needs_review = earlier.confidence < self.review_threshold(earlier.label)
-            if earlier.document_id != document.document_id or earlier.needs_review != needs_review:
-                row = self._copy(earlier, document, digest, context, needs_review)
-                copy = store.result_insert(row)
-            receipt = self._record(connection, context, document, row, copy)
-        metrics.CLASSIFICATIONS.labels(row.label, "cache").inc()
-        return as_classification(row, cached=True, receipt=receipt)
+            return self.answer_from(connection, earlier, document, digest, context)
 
-    def _copy(
+    def answer_from(
         self,
+        connection: psycopg.Connection[Any],
         earlier: StoredRow,
         document: Document,
         digest: str,
         context: RequestContext,
-        needs_review: bool,
-    ) -> ClassificationResult:
-        """A new result with the earlier one's label and scores, pointing at the original."""
-        row = self._new_row(document, digest, context)
-        row.label, row.confidence, row.scores = earlier.label, earlier.confidence, earlier.scores
-        row.needs_review, row.truncated = needs_review, earlier.truncated
-        row.cached_from = earlier.cached_from or earlier.id
-        return row
+    ) -> Classification:
+        """``earlier`` as this request's answer, audited. A new row points at it when another
+        document id carried the same content, or when today's review thresholds judge it
+        differently (the review queue reads stored rows)."""
+        row: ClassificationResult | StoredRow = earlier
+        copy = None
+        needs_review = self.needs_review(earlier.label, earlier.confidence, earlier.segments)
+        if earlier.document_id != document.document_id or earlier.needs_review != needs_review:
+            row = self.new_row(document, digest, context)
+            for column in REUSED_COLUMNS:
+                setattr(row, column, getattr(earlier, column))
+            row.needs_review = needs_review
+            row.cached_from = earlier.cached_from or earlier.id
+            copy = store.result_insert(row)
+        receipt = self.record(connection, context, document, row, copy)
+        metrics.CLASSIFICATIONS.labels(row.label, "cache").inc()
+        return as_classification(row, cached=True, receipt=receipt)
 
-    def _new_row(
+    def needs_review(
+        self, label: str, confidence: float, segments: Sequence[Mapping[str, Any]] | None = None
+    ) -> bool:
+        """Whether a result, or any of its segments, is below its label's review threshold."""
+        return confidence < self.review_threshold(label) or any(
+            segment["confidence"] < self.review_threshold(segment["label"])
+            for segment in segments or ()
+        )
+
+    def new_row(
         self, document: Document, digest: str, context: RequestContext
     ) -> ClassificationResult:
         return ClassificationResult(
@@ -174,7 +192,7 @@ class ClassificationService:
             created_at=self._clock(),
         )
 
-    def _record(
+    def record(
         self,
         connection: psycopg.Connection[Any],
         context: RequestContext,
@@ -184,7 +202,8 @@ class ClassificationService:
     ) -> AuditReceipt:
         """The classification's audit event, with ``insert`` (its new row) in one statement."""
         subject = self._subject(document, row.content_sha256, row)
-        return self._audit.record(connection, context, Action.CLASSIFY_DOCUMENT, subject, insert)
+        action = Action.CLASSIFY_DOCUMENT if row.file_sha256 is None else Action.CLASSIFY_FILE
+        return self._audit.record(connection, context, action, subject, insert)
 
     @staticmethod
     def _subject(
@@ -195,7 +214,23 @@ class ClassificationService:
             result_id=str(row.id) if row is not None else None,
             content_sha256=digest,
             on_behalf_of=document.on_behalf_of,
+            file=file_facts(row) if row is not None else None,
         )
+
+
+REUSED_COLUMNS = (
+    "content_length", "label", "confidence", "scores", "truncated", "file_sha256", "file_size",
+    "file_media_type", "page_count", "file_mode", "intake_fingerprint", "pages", "segments",
+)  # fmt: skip
+"""What a reused result takes from the earlier one: its answer, and what was classified."""
+
+
+def file_facts(row: ClassificationResult | StoredRow) -> FileFacts | None:
+    """A file result's facts for its audit event; None for text."""
+    if row.file_sha256 is None or row.page_count is None or row.file_mode is None:
+        return None
+    ocr_pages = sum(page["source"] == "ocr" for page in row.pages or ())
+    return FileFacts(row.file_sha256, row.page_count, ocr_pages, row.file_mode)
 
 
 def as_classification(

@@ -24,17 +24,26 @@ COLUMNS = tuple(column.key for column in ClassificationResult.__table__.c)
 StoredRow = Any
 """A row read by ``latest_for_content``: a named tuple with the model's attribute names."""
 
-# Rendered to bytes once: psycopg would render a composed statement on every execution.
-LATEST_FOR_CONTENT = (
-    sql.SQL(
-        "SELECT {columns} FROM classification_results"
-        " WHERE content_sha256 = %(content_sha256)s"
-        " AND labeller_fingerprint = %(labeller_fingerprint)s"
-        " AND taxonomy_version = %(taxonomy_version)s"
-        " ORDER BY created_at DESC LIMIT 1"
+
+
+def _newest_where(*keys: str) -> bytes:
+    """The newest result whose ``keys`` columns equal the like-named parameters, rendered to
+    bytes once (psycopg would render a composed statement on every execution)."""
+    where = sql.SQL(" AND ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(key), sql.Placeholder(key)) for key in keys
     )
-    .format(columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))
-    .as_bytes()
+    columns = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+    query = "SELECT {columns} FROM classification_results WHERE {where}"
+    return (
+        sql.SQL(query + " ORDER BY created_at DESC LIMIT 1")
+        .format(columns=columns, where=where)
+        .as_bytes()
+    )
+
+
+LATEST_FOR_CONTENT = _newest_where("content_sha256", "labeller_fingerprint", "taxonomy_version")
+LATEST_FOR_FILE = _newest_where(
+    "file_sha256", "intake_fingerprint", "labeller_fingerprint", "taxonomy_version"
 )
 INSERT_RESULT = insert_sql(ClassificationResult)
 
@@ -53,6 +62,24 @@ def latest_for_content(
     }
     with connection.cursor(row_factory=namedtuple_row) as cursor:
         return cursor.execute(LATEST_FOR_CONTENT, params).fetchone()
+
+
+def latest_for_file(
+    connection: psycopg.Connection[Any],
+    file_sha256: str,
+    intake_fingerprint: str,
+    labeller_fingerprint: str,
+    taxonomy_version: str,
+) -> StoredRow | None:
+    """The newest stored result for this file, read the same way, from the same model call."""
+    params = {
+        "file_sha256": file_sha256,
+        "intake_fingerprint": intake_fingerprint,
+        "labeller_fingerprint": labeller_fingerprint,
+        "taxonomy_version": taxonomy_version,
+    }
+    with connection.cursor(row_factory=namedtuple_row) as cursor:
+        return cursor.execute(LATEST_FOR_FILE, params).fetchone()
 
 
 def result_insert(result: ClassificationResult) -> RowInsert:

@@ -8,11 +8,14 @@ from flask import Blueprint, request
 
 from appliance.audit_bridge.declare import audited
 from appliance.audit_bridge.interfaces import Action
+from appliance.classification.file_schemas import FileParams, serialise_file
+from appliance.classification.files import IncomingFile
 from appliance.classification.interfaces import Document
 from appliance.classification.schemas import BatchIn, DocumentIn, serialise
 from appliance.errors import ApplianceError, InvalidRequest, NotFound, PayloadTooLarge
 from appliance.identity.access import requires_roles
-from appliance.requests import json_body, storable_parameter, validate
+from appliance.intake.formats import kind_of
+from appliance.requests import body_bytes, json_body, storable_parameter, validate
 from appliance.review.schemas import serialise_review
 from appliance.web import current_services, request_context
 
@@ -71,6 +74,20 @@ def classify_batch() -> dict[str, Any]:
             for raw, outcome in zip(batch.documents, outcomes, strict=True)
         ]
     }
+
+
+@bp.post("/classify-file")
+@audited(Action.CLASSIFY_FILE)
+@requires_roles("classifier")
+def classify_file() -> dict[str, Any]:
+    """The file is the body, with its media type; the document id and mode are parameters."""
+    services = current_services()
+    params = validate(FileParams, request.args.to_dict())
+    data = body_bytes(request, services.settings.file_max_bytes)
+    incoming = IncomingFile(
+        params.document_id, data, kind_of(data, request.content_type or ""), params.user_id
+    )
+    return serialise_file(services.files.classify(incoming, params.mode, request_context()))
 
 
 @bp.get("/classifications/<path:document_id>")

@@ -60,7 +60,8 @@ class PageReader:
         if isinstance(page, PageText):
             return page
         try:
-            return PageText(page.number, self.ocr.read(page.image, page.number), TextSource.OCR)
+            text = self.ocr.read(page.image, page.number)
+            return PageText(page.number, page.of, text, TextSource.OCR)
         finally:
             page.image.close()
 

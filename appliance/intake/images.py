@@ -28,12 +28,12 @@ def read_image(data: bytes, limits: Limits, first_pages: int | None) -> Iterator
         for index, frame in enumerate(ImageSequence.Iterator(image)):
             if index >= count:
                 break
-            yield _decoded(frame, index + 1, limits)
+            yield _decoded(frame, index + 1, frames, limits)
 
 
-def _decoded(frame: Image.Image, number: int, limits: Limits) -> PageImage:
+def _decoded(frame: Image.Image, number: int, of: int, limits: Limits) -> PageImage:
     limits.check_pixels(*frame.size, number)
     try:
-        return PageImage(number, frame.convert("L"))
+        return PageImage(number, of, frame.convert("L"))
     except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt image data
         raise UnprocessableDocument(f"page {number} of the image is unreadable ({exc})") from exc

@@ -21,6 +21,8 @@ class TextSource(enum.StrEnum):
 class PageText:
     number: int
     """1-based."""
+    of: int
+    """How many pages the file has (more than are read, when only the first are asked for)."""
     text: str
     source: TextSource
 
@@ -30,6 +32,7 @@ class PageImage:
     """A page with no usable text of its own: its grayscale image, for OCR."""
 
     number: int
+    of: int
     image: Image.Image
 
 

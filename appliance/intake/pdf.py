@@ -49,11 +49,11 @@ def _page(document: pdfium.PdfDocument, index: int, limits: Limits) -> Page:
         text = textpage.get_text_bounded()
         textpage.close()
         if sum(not c.isspace() for c in text) >= limits.text_layer_min_chars:
-            return PageText(number, text, TextSource.TEXT_LAYER)
+            return PageText(number, len(document), text, TextSource.TEXT_LAYER)
         scale = limits.dpi / POINTS_PER_INCH
         width, height = page.get_size()
         limits.check_pixels(width * scale, height * scale, number)
         bitmap = page.render(scale=scale, grayscale=True)
-        return PageImage(number, bitmap.to_pil())
+        return PageImage(number, len(document), bitmap.to_pil())
     finally:
         page.close()

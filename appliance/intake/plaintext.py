@@ -18,4 +18,4 @@ def read_text(data: bytes, limits: Limits, first_pages: int | None) -> Iterator[
     pages = text.split("\f")
     limits.check_pages(len(pages))
     for index, page in enumerate(pages[:first_pages]):
-        yield PageText(index + 1, page, TextSource.TEXT)
+        yield PageText(index + 1, len(pages), page, TextSource.TEXT)

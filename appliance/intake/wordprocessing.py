@@ -25,7 +25,7 @@ def read_docx(data: bytes, limits: Limits, first_pages: int | None) -> Iterator[
     for table in document.tables:
         for row in table.rows:
             parts.append("\t".join(cell.text for cell in row.cells))
-    yield PageText(1, "\n".join(parts), TextSource.TEXT)
+    yield PageText(1, 1, "\n".join(parts), TextSource.TEXT)
 
 
 def _check_expansion(data: bytes, limit: int) -> None:

@@ -1,0 +1,210 @@
+"""Classify a file: read its pages (text layer or OCR), label them, store one result with its
+pages and segments atomically with its audit event.
+
+Modes: ``document`` labels the file from its first pages (``file_first_pages``); ``pages``
+labels every page; ``split`` labels every page and groups them into documents (see
+``segments``). A result is reused for the same file read the same way (file hash, reading
+settings, model call, taxonomy), and in ``document`` mode for the same text, from a file or not.
+Neither the file nor its text is stored or logged: hashes, sizes, counts and labels are.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from appliance import metrics
+from appliance.audit_bridge.interfaces import Action, FileFacts
+from appliance.audit_bridge.recorder import AuditRecorder, Subject
+from appliance.classification import store
+from appliance.classification.content import content_sha256
+from appliance.classification.interfaces import Classification, Document
+from appliance.classification.labeller import Labeller, Scored
+from appliance.classification.segments import PageLabel, Segment, overall, segments
+from appliance.classification.services import ClassificationService, as_classification
+from appliance.context import RequestContext
+from appliance.db import autocommit
+from appliance.errors import ApplianceError, EmptyDocument
+from appliance.intake.extract import PageReader
+from appliance.intake.formats import FileKind
+from appliance.intake.pages import PageText
+
+
+class Mode(enum.StrEnum):
+    DOCUMENT = "document"
+    PAGES = "pages"
+    SPLIT = "split"
+
+
+@dataclass(frozen=True)
+class IncomingFile:
+    document_id: str
+    data: bytes
+    kind: FileKind
+    on_behalf_of: str | None = None
+
+
+@dataclass(frozen=True)
+class FileClassification:
+    classification: Classification
+    file_sha256: str
+    file_size: int
+    media_type: str
+    mode: str
+    page_count: int
+    pages: list[dict[str, Any]]
+    segments: list[dict[str, Any]]
+
+
+class FileClassificationService:
+    def __init__(
+        self,
+        classification: ClassificationService,
+        labeller: Labeller,
+        reader: PageReader,
+        audit: AuditRecorder,
+        first_pages: int,
+        max_concurrency: int,
+    ) -> None:
+        self._results = classification
+        self._labeller = labeller
+        self._reader = reader
+        self._audit = audit
+        self._first_pages = first_pages
+        self._pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="classify-page")
+        self._reading: str | None = None
+
+    def classify(
+        self, incoming: IncomingFile, mode: Mode, context: RequestContext
+    ) -> FileClassification:
+        """Audited either way: with the result, or as a failure with the error's status."""
+        digest = hashlib.sha256(incoming.data).hexdigest()
+        try:
+            return self._classify(incoming, digest, mode, context)
+        except ApplianceError as exc:
+            subject = Subject(document_id=incoming.document_id, on_behalf_of=incoming.on_behalf_of,
+                              file=FileFacts(digest, 0, 0, mode.value))  # fmt: skip
+            self._audit.record_outcome(context, Action.CLASSIFY_FILE, exc.status, subject, exc.code)
+            raise
+
+    def intake_fingerprint(self, mode: Mode) -> str:
+        """SHA-256 (hex) of how pages are read in ``mode``: a result is reused only for a file
+        read the same way (another OCR language, DPI or Tesseract reads other text)."""
+        if self._reading is None:
+            limits = self._reader.limits
+            self._reading = json.dumps(
+                {"ocr": self._reader.ocr.version(), "language": self._reader.ocr.language,
+                 "dpi": limits.dpi, "text_layer_min_chars": limits.text_layer_min_chars},
+                sort_keys=True,
+            )  # fmt: skip
+        first = self._first_pages if mode is Mode.DOCUMENT else None
+        shape = f"{self._reading}|{mode.value}|{first}"
+        return hashlib.sha256(shape.encode()).hexdigest()
+
+    def _classify(
+        self, incoming: IncomingFile, digest: str, mode: Mode, context: RequestContext
+    ) -> FileClassification:
+        reading = self.intake_fingerprint(mode)
+        document = Document(incoming.document_id, "", incoming.on_behalf_of)
+        with autocommit(self._results.engine) as connection:
+            earlier = store.latest_for_file(
+                connection, digest, reading, self._labeller.fingerprint, self._results.taxonomy
+            )
+            if earlier is not None:
+                answer = self._results.answer_from(
+                    connection, earlier, document, earlier.content_sha256, context
+                )
+                return _file_classification(answer, earlier)
+        first = self._first_pages if mode is Mode.DOCUMENT else None
+        pages = list(self._reader.read(incoming.data, incoming.kind, first))
+        if not any(page.text.strip() for page in pages):
+            raise EmptyDocument("no text was found on the pages read, by text layer or OCR")
+        text = "\n\n".join(page.text for page in pages)
+        row = self._results.new_row(Document(incoming.document_id, text, incoming.on_behalf_of),
+                                    content_sha256(text), context)  # fmt: skip
+        row.file_sha256, row.file_size = digest, len(incoming.data)
+        row.file_media_type, row.file_mode = incoming.kind.value, mode.value
+        row.intake_fingerprint, row.page_count = reading, pages[0].of
+        row.pages = [_page_facts(page) for page in pages]
+        label, confidence, scores, found, truncated = self._label(pages, row.content_sha256, mode)
+        row.label, row.confidence, row.scores, row.truncated = label, confidence, scores, truncated
+        row.segments = [_segment_json(segment) for segment in found]
+        row.needs_review = self._results.needs_review(label, confidence, row.segments)
+        with autocommit(self._results.engine) as connection:
+            receipt = self._results.record(
+                connection, context, document, row, store.result_insert(row)
+            )
+        metrics.CLASSIFICATIONS.labels(row.label, "model").inc()
+        return _file_classification(as_classification(row, cached=False, receipt=receipt), row)
+
+    def _label(
+        self, pages: list[PageText], digest: str, mode: Mode
+    ) -> tuple[str, float, dict[str, float], list[Segment], bool]:
+        """The file's label, confidence and scores, its segments, and whether any text the
+        model saw was cut to the token budget."""
+        if mode is Mode.DOCUMENT:
+            scored, truncated = self._document_scores(pages, digest)
+            segment = Segment(1, pages[0].of, scored.label, scored.confidence, scored.scores)
+            return scored.label, scored.confidence, scored.scores, [segment], truncated
+        futures = [
+            self._pool.submit(self._labeller.label, page.text) if page.text.strip() else None
+            for page in pages
+        ]
+        labelled = [future.result() if future else None for future in futures]
+        page_labels = [
+            PageLabel(page.number, result.scored.scores if result else None, page.text)
+            for page, result in zip(pages, labelled, strict=True)
+        ]
+        label, confidence, scores = overall(page_labels)
+        found = segments(page_labels, split=mode is Mode.SPLIT)
+        return label, confidence, scores, found, any(r.truncated for r in labelled if r)
+
+    def _document_scores(self, pages: list[PageText], digest: str) -> tuple[Scored, bool]:
+        """The model's scores for the pages' text, or a stored result's for the same text."""
+        with autocommit(self._results.engine) as connection:
+            earlier = store.latest_for_content(
+                connection, digest, self._labeller.fingerprint, self._results.taxonomy
+            )
+        if earlier is not None:
+            metrics.CACHE_HITS.inc()
+            scored = Scored(earlier.label, earlier.confidence, dict(earlier.scores))
+            return scored, earlier.truncated
+        labelled = self._labeller.label("\n\n".join(page.text for page in pages))
+        return labelled.scored, labelled.truncated
+
+
+def _page_facts(page: PageText) -> dict[str, Any]:
+    return {
+        "number": page.number,
+        "source": page.source.value,
+        "text_sha256": content_sha256(page.text),
+        "blank": not page.text.strip(),
+    }
+
+
+def _segment_json(segment: Segment) -> dict[str, Any]:
+    return {
+        "first_page": segment.first_page,
+        "last_page": segment.last_page,
+        "label": segment.label,
+        "confidence": segment.confidence,
+        "scores": segment.scores,
+    }
+
+
+def _file_classification(answer: Classification, row: Any) -> FileClassification:
+    return FileClassification(
+        classification=answer,
+        file_sha256=row.file_sha256,
+        file_size=row.file_size,
+        media_type=row.file_media_type,
+        mode=row.file_mode,
+        page_count=row.page_count,
+        pages=list(row.pages),
+        segments=list(row.segments),
+    )
+
