@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -79,12 +80,17 @@ class FileClassificationService:
         self._reading: str | None = None
 
     def classify(
-        self, incoming: IncomingFile, mode: Mode, context: RequestContext
+        self,
+        incoming: IncomingFile,
+        mode: Mode,
+        context: RequestContext,
+        on_page: Callable[[], None] = lambda: None,
     ) -> FileClassification:
-        """Audited either way: with the result, or as a failure with the error's status."""
+        """Audited either way: with the result, or as a failure with the error's status.
+        ``on_page`` is called as each page is read (a progress bar's hook)."""
         digest = hashlib.sha256(incoming.data).hexdigest()
         try:
-            return self._classify(incoming, digest, mode, context)
+            return self._classify(incoming, digest, mode, context, on_page)
         except ApplianceError as exc:
             subject = Subject(document_id=incoming.document_id, on_behalf_of=incoming.on_behalf_of,
                               file=FileFacts(digest, 0, 0, mode.value))  # fmt: skip
@@ -106,7 +112,12 @@ class FileClassificationService:
         return hashlib.sha256(shape.encode()).hexdigest()
 
     def _classify(
-        self, incoming: IncomingFile, digest: str, mode: Mode, context: RequestContext
+        self,
+        incoming: IncomingFile,
+        digest: str,
+        mode: Mode,
+        context: RequestContext,
+        on_page: Callable[[], None],
     ) -> FileClassification:
         reading = self.intake_fingerprint(mode)
         document = Document(incoming.document_id, "", incoming.on_behalf_of)
@@ -120,7 +131,10 @@ class FileClassificationService:
                 )
                 return _file_classification(answer, earlier)
         first = self._first_pages if mode is Mode.DOCUMENT else None
-        pages = list(self._reader.read(incoming.data, incoming.kind, first))
+        pages = []
+        for page in self._reader.read(incoming.data, incoming.kind, first):
+            pages.append(page)
+            on_page()
         if not any(page.text.strip() for page in pages):
             raise EmptyDocument("no text was found on the pages read, by text layer or OCR")
         text = "\n\n".join(page.text for page in pages)

@@ -124,16 +124,22 @@ def eval_command(
 @click.command("classify")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file instead of TSV.")
+@click.option(
+    "--mode",
+    type=click.Choice(["document", "pages", "split"]),
+    default="document",
+    show_default=True,
+    help="document: one label from the first pages; pages: one per page; split: documents"
+    " in page ranges (in --json output).",
+)
 @_target_options
-def classify_command(
-    files: tuple[Path, ...],
-    as_json: bool,
-    target: Target,
-) -> None:
-    """Classify local FILES (UTF-8 text, PDF with a text layer, DOCX), one line per file.
+def classify_command(files: tuple[Path, ...], as_json: bool, mode: str, target: Target) -> None:
+    """Classify local FILES (PDF, TIFF, PNG, JPEG, DOCX, UTF-8 text; scans by OCR), one line
+    per file, as the API's classify-file does.
 
     Unreadable or empty files are reported and skipped; the exit code is 1 if any file failed.
     """
+    from appliance.classification.files import Mode
     from appliance.evaluation import jobs
 
-    jobs.classify_files(files, as_json, target)
+    jobs.classify_files(files, as_json, Mode(mode), target)

@@ -1,7 +1,7 @@
 """What ``appliance eval`` and ``appliance classify`` do, apart from parsing their options.
 
 Kept out of ``appliance.evaluation.cli`` so that registering the commands costs nothing: this
-module pulls in matplotlib, pypdf, python-docx and the application, which ``appliance serve``
+module pulls in matplotlib, the file readers and the application, which ``appliance serve``
 and ``appliance db upgrade`` do not need.
 """
 
@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import click
+from tqdm import tqdm  # type: ignore[import-untyped]
 
+from appliance.classification.files import Mode
 from appliance.classification.taxonomy import load_taxonomy
 from appliance.db import make_engine
-from appliance.errors import ApplianceError
-from appliance.evaluation.documents import extract_text
+from appliance.errors import ApplianceError, PayloadTooLarge
 from appliance.evaluation.metrics import Prediction, evaluate
 from appliance.evaluation.report import RunInfo, write_report
 from appliance.evaluation.runner import (
@@ -27,6 +30,7 @@ from appliance.evaluation.runner import (
     EvaluationError,
     InProcessClassifier,
     Outcome,
+    PageDone,
     ServiceClassifier,
     ServiceConfig,
     load_dataset,
@@ -130,37 +134,58 @@ def document_id(path: Path) -> str:
     return name if len(name) <= 256 else name[:120] + "..." + name[-133:]
 
 
-def classify_files(files: tuple[Path, ...], as_json: bool, target: Target) -> None:
-    """Classify each readable file; print one line per file; fail at the end if any failed."""
-    rows: list[dict[str, Any]] = []
-    readable: list[tuple[int, str, str]] = []
-    for index, path in enumerate(files):
-        rows.append({"file": str(path)})
-        try:
-            readable.append((index, document_id(path), extract_text(path)))
-        except ApplianceError as exc:
-            rows[index]["error"] = {"code": exc.code, "message": exc.message}
-    if readable:
-        with classifier_for(target) as classifier:
-            results, _ = run(
-                [(d, t) for _, d, t in readable], classifier, target.concurrency, target.progress
-            )
-        for (index, doc_id, _), result in zip(readable, results, strict=True):
-            rows[index]["document_id"] = doc_id
-            if isinstance(result, ApplianceError):
-                rows[index]["error"] = {"code": result.code, "message": result.message}
-            else:
-                rows[index].update(
-                    classification=result.label,
-                    confidence=round(result.confidence, 6),
-                    needs_review=result.needs_review,
-                )
+def classify_files(files: tuple[Path, ...], as_json: bool, mode: Mode, target: Target) -> None:
+    """Classify each file (read, by OCR where it has no text layer, as the API does); print
+    one line per file, in order; fail at the end if any failed. The progress bar counts files
+    and pages."""
+    max_bytes = Settings().file_max_bytes
+    with (
+        classifier_for(target) as classifier,
+        tqdm(total=len(files), unit="file", desc="classifying", disable=not target.progress,
+             file=sys.stderr) as bar,
+        ThreadPoolExecutor(target.concurrency, thread_name_prefix="classify") as pool,
+    ):  # fmt: skip
+        pages = Counter[str]()
+
+        def page_done() -> None:
+            pages["read"] += 1
+            bar.set_postfix(pages=pages["read"], refresh=False)
+
+        def classify(path: Path) -> dict[str, Any]:
+            row = _file_row(classifier, path, mode, max_bytes, page_done)
+            bar.update(1)
+            return row
+
+        rows = list(pool.map(classify, files))
     for row in rows:
         click.echo(json.dumps(row) if as_json else _tsv(row))
     failed = sum("error" in row for row in rows)
     click.echo(f"{len(rows) - failed} classified, {failed} failed", err=True)
     if failed:
         raise EvaluationError(f"{failed} of {len(rows)} files could not be classified")
+
+
+def _file_row(
+    classifier: Classifier, path: Path, mode: Mode, max_bytes: int, page_done: PageDone
+) -> dict[str, Any]:
+    row: dict[str, Any] = {"file": str(path), "document_id": document_id(path)}
+    try:
+        if path.stat().st_size > max_bytes:
+            raise PayloadTooLarge(f"the file is larger than {max_bytes} bytes")
+        result = classifier.classify_file(row["document_id"], path.read_bytes(), mode, page_done)
+    except OSError as exc:
+        row["error"] = {"code": "unreadable_file", "message": exc.strerror or str(exc)}
+    except ApplianceError as exc:
+        row["error"] = {"code": exc.code, "message": exc.message}
+    else:
+        row.update(
+            classification=result.outcome.label,
+            confidence=round(result.outcome.confidence, 6),
+            needs_review=result.outcome.needs_review,
+            pages=result.page_count,
+            segments=result.segments,
+        )
+    return row
 
 
 def _tsv(row: dict[str, Any]) -> str:

@@ -12,18 +12,20 @@ import ssl
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 from tqdm import tqdm  # type: ignore[import-untyped]
 
-from appliance.classification.interfaces import Document
+from appliance.classification.files import IncomingFile, Mode
+from appliance.classification.interfaces import Classification, Document
 from appliance.context import RequestContext
-from appliance.errors import ApplianceError, PayloadTooLarge
+from appliance.errors import ApplianceError, PayloadTooLarge, UnsupportedMediaType
+from appliance.intake.formats import MEDIA_TYPES, FileKind, sniff
 from appliance.services import Services
 
 CLI_ACTOR = "appliance-cli"
@@ -64,11 +66,36 @@ class Outcome:
     truncated: bool
 
 
+@dataclass(frozen=True)
+class FileOutcome:
+    outcome: Outcome
+    page_count: int
+    segments: list[dict[str, Any]]
+
+
+PageDone = Callable[[], None]
+"""Called once per page read (for a progress bar)."""
+
+
 class Classifier(Protocol):
     def classify(self, document_id: str, text: str) -> Outcome:
         """Classify one document or raise ``ApplianceError``."""
 
+    def classify_file(
+        self, document_id: str, data: bytes, mode: Mode, on_page: PageDone
+    ) -> FileOutcome:
+        """Classify one file (PDF, TIFF, PNG, JPEG, DOCX, text) or raise ``ApplianceError``."""
+
     def close(self) -> None: ...
+
+
+def file_kind(data: bytes) -> FileKind:
+    """What a local file is, from its content (a file name says nothing reliable)."""
+    kind = sniff(data)
+    if kind is None:
+        accepted = ", ".join(MEDIA_TYPES)
+        raise UnsupportedMediaType(f"the file is none of the accepted kinds ({accepted})")
+    return kind
 
 
 def load_dataset(path: Path, labels: Sequence[str]) -> list[Example]:
@@ -154,19 +181,29 @@ class InProcessClassifier:
         if len(text.encode("utf-8")) > self._max_text_bytes:
             raise PayloadTooLarge(f"text is larger than {self._max_text_bytes} bytes")
         document = Document(document_id=document_id, text=text, on_behalf_of=CLI_ACTOR)
-        result = self._services.classification.classify(document, self._context)
-        return Outcome(
-            label=result.label,
-            confidence=result.confidence,
-            needs_review=result.needs_review,
-            model=result.model,
-            taxonomy_version=result.taxonomy_version,
-            cached=result.cached,
-            truncated=result.truncated,
-        )
+        return _outcome(self._services.classification.classify(document, self._context))
+
+    def classify_file(
+        self, document_id: str, data: bytes, mode: Mode, on_page: PageDone
+    ) -> FileOutcome:
+        incoming = IncomingFile(document_id, data, file_kind(data), CLI_ACTOR)
+        result = self._services.files.classify(incoming, mode, self._context, on_page)
+        return FileOutcome(_outcome(result.classification), result.page_count, result.segments)
 
     def close(self) -> None:
         self._services.close()
+
+
+def _outcome(result: Classification) -> Outcome:
+    return Outcome(
+        label=result.label,
+        confidence=result.confidence,
+        needs_review=result.needs_review,
+        model=result.model,
+        taxonomy_version=result.taxonomy_version,
+        cached=result.cached,
+        truncated=result.truncated,
+    )
 
 
 @dataclass(frozen=True)
@@ -195,34 +232,60 @@ class ServiceClassifier:
         )
 
     def classify(self, document_id: str, text: str) -> Outcome:
+        body = self._answer(
+            "/api/v1/classify-document", json={"document_id": document_id, "text": text}
+        )
+        return _outcome_of(body)
+
+    def classify_file(
+        self, document_id: str, data: bytes, mode: Mode, on_page: PageDone
+    ) -> FileOutcome:
+        body = self._answer(
+            "/api/v1/classify-file",
+            params={"document_id": document_id, "mode": mode.value},
+            content=data,
+            headers={"Content-Type": file_kind(data).value},
+        )
         try:
-            response = self._client.post(
-                "/api/v1/classify-document", json={"document_id": document_id, "text": text}
-            )
+            page_count, segments = int(body["file"]["page_count"]), list(body["segments"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ClassifyFailed("invalid_response", f"the answer lacks {exc}") from exc
+        for _ in body.get("pages", ()):
+            on_page()
+        return FileOutcome(_outcome_of(body), page_count, segments)
+
+    def _answer(self, path: str, **request: Any) -> dict[str, Any]:
+        """The JSON body of a 200 answer; ``ClassifyFailed`` with the appliance's error code."""
+        try:
+            response = self._client.post(path, **request)
         except httpx.HTTPError as exc:
             raise ClassifyFailed("connection_error", f"{type(exc).__name__}: {exc}") from exc
         try:
             body = response.json()
         except ValueError as exc:
             raise ClassifyFailed("invalid_response", f"HTTP {response.status_code}") from exc
-        if response.status_code != 200:
+        if response.status_code != 200 or not isinstance(body, dict):
             error = body.get("error", {}) if isinstance(body, dict) else {}
             raise ClassifyFailed(
                 str(error.get("code", "http_error")),
                 f"HTTP {response.status_code}: {error.get('message', '')}",
             )
-        try:
-            return Outcome(
-                label=str(body["classification"]),
-                confidence=float(body["confidence"]),
-                needs_review=bool(body["needs_review"]),
-                model=str(body["model"]),
-                taxonomy_version=str(body["taxonomy_version"]),
-                cached=bool(body["cached"]),
-                truncated=bool(body["truncated"]),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ClassifyFailed("invalid_response", f"the answer lacks {exc}") from exc
+        return body
 
     def close(self) -> None:
         self._client.close()
+
+
+def _outcome_of(body: dict[str, Any]) -> Outcome:
+    try:
+        return Outcome(
+            label=str(body["classification"]),
+            confidence=float(body["confidence"]),
+            needs_review=bool(body["needs_review"]),
+            model=str(body["model"]),
+            taxonomy_version=str(body["taxonomy_version"]),
+            cached=bool(body["cached"]),
+            truncated=bool(body["truncated"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ClassifyFailed("invalid_response", f"the answer lacks {exc}") from exc

@@ -1,45 +1,54 @@
-"""Tesseract (Debian's ``tesseract-ocr``) through pytesseract, which runs the ``tesseract``
-program: the same engine operators can run by hand, and nothing compiled into the appliance.
+"""Tesseract (Debian's ``tesseract-ocr``), run as its own ``tesseract`` program, one page per
+call: the page image goes in on stdin (uncompressed PNM) and the text comes back on stdout.
 
-Each call runs one single-threaded Tesseract (``OMP_THREAD_LIMIT=1``: with its own OpenMP
-threads it was five times slower per page here, see docs/benchmarks.md); run one per core.
-pytesseract hands the page image over in a temporary file that it removes after the call; the
-appliance's units give it a private ``/tmp`` (systemd ``PrivateTmp``, a memory-backed volume in
-Kubernetes), so page images never reach shared or persistent storage.
+Why the program and not a binding: the in-process binding (tesserocr) ships its own build of
+Tesseract, not Debian's; the wrapper (pytesseract) writes every page image to a temporary file
+and can only pass ``OMP_THREAD_LIMIT`` by changing the whole process's environment, which every
+other child process then inherits. Here nothing touches the disk, and each call gets the one
+setting it needs: a single thread (with its own OpenMP threads Tesseract was five times slower
+per page on these machines, see ../shared/DESIGN.md); run one call per core instead.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import subprocess
 
-import pytesseract  # type: ignore[import-untyped]
 from PIL import Image
 
 from appliance.errors import OcrTimeout, ServiceUnavailable
 
 
 class TesseractOcr:
-    def __init__(self, language: str, timeout_s: float) -> None:
+    def __init__(self, language: str, timeout_s: float, command: str = "tesseract") -> None:
         self.language = language
         self.timeout_s = timeout_s
-        os.environ["OMP_THREAD_LIMIT"] = "1"  # pytesseract's children inherit os.environ
+        self._command = command
+        self._env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
 
     def read(self, image: Image.Image, page: int) -> str:
         """The text Tesseract reads on ``image`` (page ``page``, for error messages)."""
-        image.format = "PPM"  # handed over uncompressed: no PNG encoding on the way
+        pnm = io.BytesIO()
+        image.save(pnm, "PPM")
+        args = [self._command, "stdin", "stdout", "-l", self.language]
         try:
-            text: str = pytesseract.image_to_string(
-                image, lang=self.language, timeout=self.timeout_s
-            )
-        except (pytesseract.TesseractError, pytesseract.TesseractNotFoundError, OSError) as exc:
-            raise ServiceUnavailable(f"OCR is unavailable ({type(exc).__name__})") from exc
-        except RuntimeError as exc:  # pytesseract's timeout (TesseractError is one too)
+            done = subprocess.run(args, input=pnm.getvalue(), capture_output=True, env=self._env,
+                                  timeout=self.timeout_s, check=False)  # fmt: skip
+        except subprocess.TimeoutExpired as exc:  # the child is killed
             raise OcrTimeout(f"OCR of page {page} took over {self.timeout_s:g} s") from exc
-        return text
+        except OSError as exc:
+            raise ServiceUnavailable(f"OCR is unavailable ({exc.strerror})") from exc
+        if done.returncode != 0:  # its message may name the language data; never page content
+            reason = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
+            raise ServiceUnavailable(f"OCR failed (tesseract: {reason[0][:200]})")
+        return done.stdout.decode("utf-8", errors="replace")
 
     def version(self) -> str:
-        """Tesseract's version, part of what a stored result depends on."""
+        """Tesseract's version line, part of what a stored result depends on."""
         try:
-            return str(pytesseract.get_tesseract_version())
-        except (pytesseract.TesseractNotFoundError, OSError) as exc:
+            done = subprocess.run([self._command, "--version"], capture_output=True, timeout=30,
+                                  check=True)  # fmt: skip
+        except (OSError, subprocess.SubprocessError) as exc:
             raise ServiceUnavailable("OCR is unavailable (tesseract is not installed)") from exc
+        return done.stdout.decode(errors="replace").splitlines()[0].strip()

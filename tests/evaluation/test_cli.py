@@ -15,11 +15,13 @@ from appliance.classification.taxonomy import load_taxonomy
 from appliance.cli import cli
 from appliance.context import RequestContext
 from appliance.review.services import ReviewService
+from harness import documents
 from harness.fake_vllm import FakeVllm, status
 from harness.identity import identity
 from tests.common.doubles import RecordingSink
 from tests.evaluation.conftest import EXAMPLES, runner_for
 from tests.evaluation.files import write_docx, write_pdf
+from tests.intake.conftest import INVOICE, LAB_REPORT, LETTER
 
 LABELS = load_taxonomy(None).names
 
@@ -170,16 +172,33 @@ def test_classify_json_output_all_good(runner: CliRunner, tmp_path: Path) -> Non
     assert row["document_id"] == f"file:{note}" and isinstance(row["needs_review"], bool)
 
 
-def test_classify_in_process_keeps_the_api_text_limit(
+def test_classify_in_process_keeps_the_api_file_limit(
     clean_database: str, fake_vllm: FakeVllm, tmp_path: Path
 ) -> None:
     small, large = tmp_path / "small.txt", tmp_path / "large.txt"
     small.write_text("Short letter.")
     large.write_text("A much longer letter than twenty bytes.")
-    runner = runner_for(clean_database, fake_vllm.url, APPLIANCE_MAX_TEXT_BYTES="20")
+    runner = runner_for(clean_database, fake_vllm.url, APPLIANCE_FILE_MAX_BYTES="20")
     result = runner.invoke(cli, ["classify", str(small), str(large), "--no-progress"])
     assert result.exit_code == 1
     lines = [line.split("\t") for line in result.stdout.splitlines()]
     assert lines[0][1] in LABELS
     assert lines[1][1:3] == ["ERROR", "payload_too_large"]
     assert fake_vllm.count("/v1/chat/completions") == 1
+
+
+def test_classify_splits_a_faxed_packet_with_a_progress_bar_over_files_and_pages(
+    runner: CliRunner, fake_vllm: FakeVllm, tmp_path: Path
+) -> None:
+    """The same path as the API's classify-file: OCR, page labels, segments."""
+    for word, code in {"cardiology": "A", "laboratory": "D", "invoice": "B"}.items():
+        fake_vllm.answer_when(word, code)
+    fax = tmp_path / "packet.tif"
+    fax.write_bytes(documents.fax_tiff([LETTER, LAB_REPORT, INVOICE]))
+    result = runner.invoke(cli, ["classify", str(fax), "--mode", "split", "--json"])
+    assert result.exit_code == 0, result.output
+    (row,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert row["pages"] == 3
+    assert [(s["first_page"], s["last_page"], s["label"]) for s in row["segments"]] == [
+        (1, 1, "CLINICAL_NOTES"), (2, 2, "TEST_RESULTS"), (3, 3, "BILLING")]  # fmt: skip
+    assert "1/1" in result.stderr and "pages=3" in result.stderr

@@ -18,7 +18,7 @@ from appliance.classification.taxonomy import load_taxonomy
 from appliance.cli import cli
 from harness.postgres import sqlalchemy_url
 from tests.evaluation.conftest import EXAMPLES, runner_for
-from tests.evaluation.files import write_docx, write_pdf
+from tests.evaluation.files import write_docx, write_pdf, write_scan
 
 pytestmark = pytest.mark.vllm
 LABELS = list(load_taxonomy(None).names)
@@ -64,11 +64,14 @@ def test_classify_files_with_the_real_model(
     migrate.upgrade(database_url)
     pdf = write_pdf(tmp_path / "labs.pdf", "Urine culture: E. coli, sensitive to nitrofurantoin.")
     docx_file = write_docx(tmp_path / "letter.docx", ["Your appointment is on Tuesday at 10:30."])
+    scan = write_scan(tmp_path / "fax.pdf", ["LABORATORY REPORT", "Hemoglobin 13.2 g/dL"])
     empty = tmp_path / "empty.txt"
     empty.write_text(" ")
     runner = runner_for(database_url, vllm_server, APPLIANCE_VLLM_MAX_RETRIES="2")
-    result = runner.invoke(cli, ["classify", str(pdf), str(docx_file), str(empty), "--json"])
+    files = [pdf, docx_file, scan, empty]
+    result = runner.invoke(cli, ["classify", *map(str, files), "--json", "--no-progress"])
     assert result.exit_code == 1
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [row.get("classification") in LABELS for row in rows] == [True, True, False]
-    assert rows[2]["error"]["code"] == "empty_document"
+    assert [row.get("classification") in LABELS for row in rows] == [True, True, True, False]
+    assert rows[2]["pages"] == 1  # the scanned page, read by OCR and classified by the model
+    assert rows[3]["error"]["code"] == "empty_document"
