@@ -16,6 +16,10 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE} AS appliance
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# Debian's Tesseract for OCR of scanned pages (classify-file).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng \
+ && rm -rf /var/lib/apt/lists/*
 # Two accounts: the API (10001) and the audit sealer (10003, owns its state directory, which a
 # named volume copies with this ownership on first use).
 RUN groupadd --system --gid 10001 docclass \

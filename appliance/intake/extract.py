@@ -1,8 +1,9 @@
 """A file's pages as text, in order: each format's reader yields pages, and pages without text
 of their own are read by OCR, several at a time, while the next ones are rendered.
 
-At most ``workers`` page images are waiting for or inside OCR at any moment, so memory stays
-flat however many pages a file has.
+At most ``2 * workers`` page images are waiting for or inside OCR at any moment (enough that
+a freed OCR slot finds the next page already rendered), so memory stays flat however many pages
+a file has.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class PageReader:
         self.limits = limits
         self.ocr = ocr
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="ocr")
-        self._workers = workers
+        self._ahead = 2 * workers
 
     def read(
         self, data: bytes, kind: FileKind, first_pages: int | None = None
@@ -48,7 +49,7 @@ class PageReader:
         try:
             for page in READERS[kind](data, self.limits, first_pages):
                 pending.append(self._pool.submit(self._text, page))
-                while len(pending) > self._workers or (pending and pending[0].done()):
+                while len(pending) > self._ahead or (pending and pending[0].done()):
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
