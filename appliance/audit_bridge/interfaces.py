@@ -62,12 +62,13 @@ class AuditEvent:
 
 @dataclass(frozen=True)
 class FileFacts:
-    """A classified file as the audit log records it: its hash, pages, OCR use and mode."""
+    """A classified file as the audit log records it: its hash, pages, OCR use and mode (the
+    counts are None when the file could not be read)."""
 
     sha256: str
-    page_count: int
-    ocr_pages: int
     mode: str
+    page_count: int | None = None
+    ocr_pages: int | None = None
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,7 @@ class FileClassificationService:
             return self._classify(incoming, digest, mode, context, on_page)
         except ApplianceError as exc:
             subject = Subject(document_id=incoming.document_id, on_behalf_of=incoming.on_behalf_of,
-                              file=FileFacts(digest, 0, 0, mode.value))  # fmt: skip
+                              file=FileFacts(digest, mode.value))  # fmt: skip
             self._audit.record_outcome(context, Action.CLASSIFY_FILE, exc.status, subject, exc.code)
             raise
 

@@ -230,7 +230,7 @@ def file_facts(row: ClassificationResult | StoredRow) -> FileFacts | None:
     if row.file_sha256 is None or row.page_count is None or row.file_mode is None:
         return None
     ocr_pages = sum(page["source"] == "ocr" for page in row.pages or ())
-    return FileFacts(row.file_sha256, row.page_count, ocr_pages, row.file_mode)
+    return FileFacts(row.file_sha256, row.file_mode, row.page_count, ocr_pages)
 
 
 def as_classification(

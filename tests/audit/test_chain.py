@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -66,3 +67,14 @@ def test_pseudonyms_are_keyed_and_stable() -> None:
     assert one == pseudonymise(b"k" * 32, "MRN-1")
     assert one != pseudonymise(b"j" * 32, "MRN-1")
     assert one.startswith("hmac-sha256:") and "MRN" not in one
+
+
+def test_a_file_s_facts_are_in_the_bytes_only_when_there_is_a_file() -> None:
+    """Entries written before files existed keep their bytes (pinned above)."""
+    filed = replace(EVENT, action="classify_file", file_sha256="ab" * 32, page_count=3,
+                    ocr_pages=2, file_mode="split")  # fmt: skip
+    encoded = chain.encode_event(filed)
+    assert b'"file_mode":"split"' in encoded and b'"page_count":3' in encoded
+    assert chain.decode_event(encoded) == filed
+    with pytest.raises(EventError, match="page_count"):
+        chain.encode_event(replace(filed, page_count="3"))  # type: ignore[arg-type]

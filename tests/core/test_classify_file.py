@@ -165,6 +165,11 @@ BAD_FILES: dict[str, tuple[Callable[[], bytes], str, str, int, str]] = {
 }  # fmt: skip
 
 
+READ_BUT_REFUSED = {
+    "too many pages", "pixel bomb", "zip bomb", "encrypted", "corrupt", "blank scan",
+}  # fmt: skip
+
+
 @pytest.mark.parametrize("case", sorted(BAD_FILES))
 def test_a_bad_file_is_refused_with_its_code_and_nothing_is_stored(
     make_client: Callable[..., FlaskClient],
@@ -176,9 +181,14 @@ def test_a_bad_file_is_refused_with_its_code_and_nothing_is_stored(
     make, media_type, query, status, code = BAD_FILES[case]
     client = make_client(file_max_bytes=2_000_000 if case != "too large" else 2000,
                          file_max_pages=3)  # fmt: skip
-    response = post(client, make(), media_type, query)
+    data = make()
+    response = post(client, data, media_type, query)
     assert response.status_code == status, response.get_json()
     assert response.get_json()["error"]["code"] == code
     assert stored_rows(clean_database) == 0
     assert scripted.count("/v1/chat/completions") == 0
-    assert audit_sink.events[-1].outcome_status == status
+    event = audit_sink.events[-1]
+    assert event.outcome_status == status
+    if case in READ_BUT_REFUSED:  # the event names the file, never what is in it
+        assert event.file is not None and event.file.sha256 == hashlib.sha256(data).hexdigest()
+        assert event.file.page_count is None
