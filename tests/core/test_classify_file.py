@@ -162,11 +162,14 @@ BAD_FILES: dict[str, tuple[Callable[[], bytes], str, str, int, str]] = {
     "no document id": (lambda: b"text", "text/plain", "mode=split", 400, "invalid_request"),
     "unknown mode": (lambda: b"text", "text/plain", "document_id=b&mode=all", 400,
                      "invalid_request"),
+    "ocr too slow": (lambda: documents.image_file(LETTER, "PNG"), "image/png", "document_id=b",
+                     422, "ocr_timeout"),
 }  # fmt: skip
 
 
 READ_BUT_REFUSED = {
     "too many pages", "pixel bomb", "zip bomb", "encrypted", "corrupt", "blank scan",
+    "ocr too slow",
 }  # fmt: skip
 
 
@@ -180,7 +183,8 @@ def test_a_bad_file_is_refused_with_its_code_and_nothing_is_stored(
 ) -> None:
     make, media_type, query, status, code = BAD_FILES[case]
     client = make_client(file_max_bytes=2_000_000 if case != "too large" else 2000,
-                         file_max_pages=3)  # fmt: skip
+                         file_max_pages=3,
+                         ocr_page_timeout_s=0.01 if case == "ocr too slow" else 60)  # fmt: skip
     data = make()
     response = post(client, data, media_type, query)
     assert response.status_code == status, response.get_json()
