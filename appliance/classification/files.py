@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from appliance.classification import store
 from appliance.classification.content import content_sha256
 from appliance.classification.interfaces import Classification, Document
 from appliance.classification.labeller import Labeller, Scored
+from appliance.classification.models import ClassificationResult
 from appliance.classification.segments import PageLabel, Segment, overall, segments
 from appliance.classification.services import ClassificationService, as_classification
 from appliance.context import RequestContext
@@ -126,10 +128,23 @@ class FileClassificationService:
                 connection, digest, reading, self._labeller.fingerprint, self._results.taxonomy
             )
             if earlier is not None:
-                answer = self._results.answer_from(
+                reused = self._results.answer_from(
                     connection, earlier, document, earlier.content_sha256, context
                 )
-                return _file_classification(answer, earlier)
+                return _file_classification(reused, earlier)
+        pages = self._read(incoming, mode, on_page)
+        row = self._new_result(incoming, digest, mode, reading, pages, context)
+        with autocommit(self._results.engine) as connection:
+            receipt = self._results.record(
+                connection, context, document, row, store.result_insert(row)
+            )
+        metrics.CLASSIFICATIONS.labels(row.label, "cache" if row.cached_from else "model").inc()
+        return _file_classification(as_classification(row, receipt=receipt), row)
+
+    def _read(
+        self, incoming: IncomingFile, mode: Mode, on_page: Callable[[], None]
+    ) -> list[PageText]:
+        """The text of the pages ``mode`` reads; 422 when none of them has any."""
         first = self._first_pages if mode is Mode.DOCUMENT else None
         pages = []
         for page in self._reader.read(incoming.data, incoming.kind, first):
@@ -137,6 +152,18 @@ class FileClassificationService:
             on_page()
         if not any(page.text.strip() for page in pages):
             raise EmptyDocument("no text was found on the pages read, by text layer or OCR")
+        return pages
+
+    def _new_result(
+        self,
+        incoming: IncomingFile,
+        digest: str,
+        mode: Mode,
+        reading: str,
+        pages: list[PageText],
+        context: RequestContext,
+    ) -> ClassificationResult:
+        """The result row for a file read now: its facts, its pages and the model's labels."""
         text = "\n\n".join(page.text for page in pages)
         row = self._results.new_row(Document(incoming.document_id, text, incoming.on_behalf_of),
                                     content_sha256(text), context)  # fmt: skip
@@ -144,26 +171,18 @@ class FileClassificationService:
         row.file_media_type, row.file_mode = incoming.kind.value, mode.value
         row.intake_fingerprint, row.page_count = reading, pages[0].of
         row.pages = [_page_facts(page) for page in pages]
-        label, confidence, scores, found, truncated = self._label(pages, row.content_sha256, mode)
-        row.label, row.confidence, row.scores, row.truncated = label, confidence, scores, truncated
-        row.segments = [_segment_json(segment) for segment in found]
-        row.needs_review = self._results.needs_review(label, confidence, row.segments)
-        with autocommit(self._results.engine) as connection:
-            receipt = self._results.record(
-                connection, context, document, row, store.result_insert(row)
-            )
-        metrics.CLASSIFICATIONS.labels(row.label, "model").inc()
-        return _file_classification(as_classification(row, cached=False, receipt=receipt), row)
+        labels = self._label(pages, row.content_sha256, mode)
+        overall = labels.overall
+        row.label, row.confidence, row.scores = overall.label, overall.confidence, overall.scores
+        row.truncated, row.cached_from = labels.truncated, labels.reused_from
+        row.segments = [_segment_json(segment) for segment in labels.segments]
+        row.needs_review = self._results.needs_review(overall.label, overall.confidence,
+                                                      row.segments)  # fmt: skip
+        return row
 
-    def _label(
-        self, pages: list[PageText], digest: str, mode: Mode
-    ) -> tuple[str, float, dict[str, float], list[Segment], bool]:
-        """The file's label, confidence and scores, its segments, and whether any text the
-        model saw was cut to the token budget."""
+    def _label(self, pages: list[PageText], digest: str, mode: Mode) -> FileLabels:
         if mode is Mode.DOCUMENT:
-            scored, truncated = self._document_scores(pages, digest)
-            segment = Segment(1, pages[0].of, scored.label, scored.confidence, scored.scores)
-            return scored.label, scored.confidence, scored.scores, [segment], truncated
+            return self._document_labels(pages, digest)
         futures = [
             self._pool.submit(self._labeller.label, page.text) if page.text.strip() else None
             for page in pages
@@ -174,10 +193,13 @@ class FileClassificationService:
             for page, result in zip(pages, labelled, strict=True)
         ]
         label, confidence, scores = overall(page_labels)
-        found = segments(page_labels, split=mode is Mode.SPLIT)
-        return label, confidence, scores, found, any(r.truncated for r in labelled if r)
+        return FileLabels(
+            Scored(label, confidence, scores),
+            segments(page_labels, split=mode is Mode.SPLIT),
+            truncated=any(result.truncated for result in labelled if result),
+        )
 
-    def _document_scores(self, pages: list[PageText], digest: str) -> tuple[Scored, bool]:
+    def _document_labels(self, pages: list[PageText], digest: str) -> FileLabels:
         """The model's scores for the pages' text, or a stored result's for the same text."""
         with autocommit(self._results.engine) as connection:
             earlier = store.latest_for_content(
@@ -186,9 +208,23 @@ class FileClassificationService:
         if earlier is not None:
             metrics.CACHE_HITS.inc()
             scored = Scored(earlier.label, earlier.confidence, dict(earlier.scores))
-            return scored, earlier.truncated
-        labelled = self._labeller.label("\n\n".join(page.text for page in pages))
-        return labelled.scored, labelled.truncated
+            truncated, reused = earlier.truncated, earlier.cached_from or earlier.id
+        else:
+            labelled = self._labeller.label("\n\n".join(page.text for page in pages))
+            scored, truncated, reused = labelled.scored, labelled.truncated, None
+        whole = Segment(1, pages[0].of, scored.label, scored.confidence, scored.scores)
+        return FileLabels(scored, [whole], truncated, reused)
+
+
+@dataclass(frozen=True)
+class FileLabels:
+    """What the model (or a stored result for the same text) said of a file."""
+
+    overall: Scored
+    segments: list[Segment]
+    truncated: bool
+    """Whether any text the model saw was cut to the token budget."""
+    reused_from: uuid.UUID | None = None
 
 
 def _page_facts(page: PageText) -> dict[str, Any]:

@@ -116,6 +116,7 @@ def test_the_same_text_as_a_file_is_answered_from_the_store(
     body = post(client, text.encode(), "text/plain").get_json()
     assert scripted.count("/v1/chat/completions") == calls
     assert body["classification"] == "BILLING" and body["pages"][0]["source"] == "text"
+    assert body["cached"] is True
 
 
 def _zip_bomb() -> bytes:
