@@ -25,6 +25,7 @@ from appliance.identity.access import current_identity, requires_roles
 from appliance.identity.tls import TlsExpiryCollector
 from appliance.logging import configure_logging
 from appliance.openapi import build_spec
+from appliance.requests import InMemoryUploads
 from appliance.review import views as review_views
 from appliance.services import Services, build_services
 from appliance.settings import Settings
@@ -41,6 +42,7 @@ def create_app(services: Services | None = None) -> Flask:
     settings = services.settings
     configure_logging(settings.log_level)
     app = Flask(__name__)
+    app.request_class = InMemoryUploads
     app.config["MAX_CONTENT_LENGTH"] = settings.max_batch_request_bytes
     install_services(app, services)
     _register_request_hooks(app)

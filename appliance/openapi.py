@@ -23,7 +23,7 @@ from appliance.classification.schemas import (
     DocumentIn,
     ErrorOut,
 )
-from appliance.intake.formats import MEDIA_TYPES
+from appliance.intake.formats import MEDIA_TYPES, UNKNOWN
 from appliance.review import views as review_views
 from appliance.review.schemas import HistoryOut, QueueOut, ReviewIn, ReviewOut
 from appliance.text import IDENTIFIER
@@ -281,11 +281,21 @@ def _operation(spec: APISpec, op: Operation) -> dict[str, Any]:
     if op.body is not None:
         operation["requestBody"] = {"required": True, **_content(_schema(spec, op.body))}
     if op.files:
-        binary = {"schema": {"type": "string", "format": "binary"}}
+        binary = {"type": "string", "format": "binary"}
+        form = {
+            "type": "object",
+            "required": ["file"],
+            "properties": {"file": binary}
+            | {p["name"]: p["schema"] for p in op.parameters},
+            "description": "The parameters may be form fields instead of query parameters.",
+        }
         operation["requestBody"] = {
             "required": True,
-            "description": "The file itself; its media type must be what its content is.",
-            "content": dict.fromkeys(op.files, binary),
+            "description": "The file itself, its media type what its content is"
+            " (application/octet-stream: the content decides); or a multipart form with the"
+            " file as its part 'file'.",
+            "content": {media: {"schema": binary} for media in [*op.files, UNKNOWN]}
+            | {"multipart/form-data": {"schema": form}},
         }
     return operation
 

@@ -15,7 +15,13 @@ from appliance.classification.schemas import BatchIn, DocumentIn, serialise
 from appliance.errors import ApplianceError, InvalidRequest, NotFound, PayloadTooLarge
 from appliance.identity.access import requires_roles
 from appliance.intake.formats import kind_of
-from appliance.requests import body_bytes, json_body, storable_parameter, validate
+from appliance.requests import (
+    body_bytes,
+    json_body,
+    storable_parameter,
+    uploaded_file,
+    validate,
+)
 from appliance.review.schemas import serialise_review
 from appliance.web import current_services, request_context
 
@@ -80,13 +86,18 @@ def classify_batch() -> dict[str, Any]:
 @audited(Action.CLASSIFY_FILE)
 @requires_roles("classifier")
 def classify_file() -> dict[str, Any]:
-    """The file is the body, with its media type; the document id and mode are parameters."""
+    """The file is the body, with its media type, and the document id and mode are query
+    parameters; or a multipart form with the file as its part ``file`` and the parameters as
+    fields or in the query."""
     services = current_services()
-    params = validate(FileParams, request.args.to_dict())
-    data = body_bytes(request, services.settings.file_max_bytes)
-    incoming = IncomingFile(
-        params.document_id, data, kind_of(data, request.content_type or ""), params.user_id
-    )
+    max_bytes = services.settings.file_max_bytes
+    fields: dict[str, str] = {}
+    if request.mimetype == "multipart/form-data":
+        data, media_type, fields = uploaded_file(request, max_bytes)
+    else:
+        data, media_type = body_bytes(request, max_bytes), request.content_type or ""
+    params = validate(FileParams, {**request.args.to_dict(), **fields})
+    incoming = IncomingFile(params.document_id, data, kind_of(data, media_type), params.user_id)
     return serialise_file(services.files.classify(incoming, params.mode, request_context()))
 
 

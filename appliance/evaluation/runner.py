@@ -24,8 +24,8 @@ from tqdm import tqdm  # type: ignore[import-untyped]
 from appliance.classification.files import IncomingFile, Mode
 from appliance.classification.interfaces import Classification, Document
 from appliance.context import RequestContext
-from appliance.errors import ApplianceError, PayloadTooLarge, UnsupportedMediaType
-from appliance.intake.formats import MEDIA_TYPES, FileKind, sniff
+from appliance.errors import ApplianceError, PayloadTooLarge
+from appliance.intake.formats import UNKNOWN, FileKind, kind_of
 from appliance.services import Services
 
 CLI_ACTOR = "appliance-cli"
@@ -91,11 +91,7 @@ class Classifier(Protocol):
 
 def file_kind(data: bytes) -> FileKind:
     """What a local file is, from its content (a file name says nothing reliable)."""
-    kind = sniff(data)
-    if kind is None:
-        accepted = ", ".join(MEDIA_TYPES)
-        raise UnsupportedMediaType(f"the file is none of the accepted kinds ({accepted})")
-    return kind
+    return kind_of(data, UNKNOWN)
 
 
 def load_dataset(path: Path, labels: Sequence[str]) -> list[Example]:

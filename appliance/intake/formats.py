@@ -24,6 +24,8 @@ class FileKind(enum.StrEnum):
 
 
 MEDIA_TYPES = tuple(kind.value for kind in FileKind)
+UNKNOWN = "application/octet-stream"
+"""What uploads without a known type are sent as (curl -F, most HTTP libraries)."""
 _SIGNATURES = (
     (b"%PDF-", FileKind.PDF),
     (b"II*\x00", FileKind.TIFF),
@@ -57,8 +59,15 @@ def _is_docx(data: bytes) -> bool:
 
 def kind_of(data: bytes, declared: str) -> FileKind:
     """The file's kind; 415 unless ``declared`` (a Content-Type) is accepted and is what the
-    content is."""
+    content is. ``application/octet-stream`` claims nothing: the content decides."""
     media_type = declared.split(";", 1)[0].strip().lower()
+    if media_type == UNKNOWN:  # no claim made: the content says what it is
+        sniffed = sniff(data)
+        if sniffed is None:
+            raise UnsupportedMediaType(
+                "the content is none of the accepted kinds: " + ", ".join(MEDIA_TYPES)
+            )
+        return sniffed
     try:
         expected = FileKind(media_type)
     except ValueError:

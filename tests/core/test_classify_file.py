@@ -12,7 +12,9 @@ from collections.abc import Callable
 import pytest
 from flask.testing import FlaskClient
 from PIL import Image
-from werkzeug.test import TestResponse
+from werkzeug import formparser
+from werkzeug.datastructures import FileStorage
+from werkzeug.test import TestResponse, encode_multipart
 
 from appliance.intake.formats import FileKind
 from harness import documents
@@ -197,3 +199,41 @@ def test_a_bad_file_is_refused_with_its_code_and_nothing_is_stored(
     if case in READ_BUT_REFUSED:  # the event names the file, never what is in it
         assert event.file is not None and event.file.sha256 == hashlib.sha256(data).hexdigest()
         assert event.file.page_count is None
+
+
+def multipart(client: FlaskClient, fields: dict[str, object]) -> TestResponse:
+    """Encoded in memory here too (the test client would spool a large body to a file)."""
+    boundary, body = encode_multipart(fields)
+    return client.post(URL, data=body, content_type=f"multipart/form-data; boundary={boundary}")
+
+
+def test_a_multipart_upload_is_read_in_memory_and_classified(
+    client: FlaskClient, scripted: FakeVllm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As browsers and ``curl -F`` send files. werkzeug spools a part over 500 KB to a
+    temporary file; here any temporary file the form parser asks for fails the test."""
+
+    def no_disk(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an upload went to a temporary file")
+
+    monkeypatch.setattr(formparser, "SpooledTemporaryFile", no_disk)
+    data = documents.scanned_pdf([INVOICE])
+    assert len(data) > 500_000
+    upload = FileStorage(io.BytesIO(data), "scan.pdf", content_type="application/octet-stream")
+    response = multipart(client, {"file": upload, "document_id": "m-1", "mode": "split"})
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["document_id"] == "m-1" and body["mode"] == "split"
+    assert body["file"]["media_type"] == PDF and body["classification"] == "BILLING"
+
+
+@pytest.mark.parametrize("part", [None, "document"], ids=["no file", "misnamed part"])
+def test_a_multipart_form_without_its_file_part_is_400(
+    client: FlaskClient, part: str | None
+) -> None:
+    fields: dict[str, object] = {"document_id": "m-1"}
+    if part is not None:
+        fields[part] = FileStorage(io.BytesIO(b"x"), "a.txt", content_type="text/plain")
+    response = multipart(client, fields)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_request"
