@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import random
 import re
+import zipfile
 from collections.abc import Sequence
 
 import docx
@@ -101,3 +102,36 @@ def word_recall(expected: str, found: str) -> float:
             have[word] -= 1
             hits += 1
     return hits / len(wanted) if wanted else 1.0
+
+
+# Files that must be refused --------------------------------------------------------------
+
+
+def pixel_bomb() -> bytes:
+    """A PNG of 900 megapixels in a few kilobytes: a decompression bomb."""
+    out = io.BytesIO()
+    Image.new("1", (30_000, 30_000), 1).save(out, "PNG")
+    return out.getvalue()
+
+
+def zip_bomb_docx() -> bytes:
+    """A valid DOCX carrying 80 MB of zeros that deflate to under 1 MB: a zip bomb."""
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(docx_file(["A letter."]))) as source,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as bomb,
+    ):
+        for entry in source.infolist():
+            bomb.writestr(entry, source.read(entry))
+        bomb.writestr("word/media/padding.bin", b"\x00" * 80_000_000)
+    return out.getvalue()
+
+
+def password_protected_pdf() -> bytes:
+    """A PDF that opens only with its user password."""
+    pdf = FPDF()
+    pdf.set_encryption(owner_password="owner", user_password="secret")  # noqa: S106 - a test file
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=12)
+    pdf.cell(0, 10, "Confidential")
+    return bytes(pdf.output())

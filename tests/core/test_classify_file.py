@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-import zipfile
 from collections.abc import Callable
 
 import pytest
 from flask.testing import FlaskClient
-from PIL import Image
 from werkzeug import formparser
 from werkzeug.datastructures import FileStorage
 from werkzeug.test import TestResponse, encode_multipart
@@ -121,39 +119,14 @@ def test_the_same_text_as_a_file_is_answered_from_the_store(
     assert body["cached"] is True
 
 
-def _zip_bomb() -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(documents.docx_file(LETTER))) as source, zipfile.ZipFile(
-        out, "w", zipfile.ZIP_DEFLATED
-    ) as bomb:
-        for entry in source.infolist():
-            bomb.writestr(entry, source.read(entry))
-        bomb.writestr("word/media/padding.bin", b"\x00" * 80_000_000)
-    return out.getvalue()
-
-
-def _pixel_bomb() -> bytes:
-    out = io.BytesIO()
-    Image.new("1", (30_000, 30_000), 1).save(out, "PNG")
-    return out.getvalue()
-
-
-def _encrypted_pdf() -> bytes:
-    from fpdf import FPDF
-
-    pdf = FPDF()
-    pdf.set_encryption(owner_password="owner", user_password="secret")
-    pdf.add_page()
-    return bytes(pdf.output())
-
-
 BAD_FILES: dict[str, tuple[Callable[[], bytes], str, str, int, str]] = {
     "too large": (lambda: b"x" * 3000, "text/plain", "document_id=b", 413, "payload_too_large"),
     "too many pages": (lambda: documents.text_pdf([LETTER] * 4), PDF, "document_id=b", 413,
                        "too_many_pages"),
-    "pixel bomb": (_pixel_bomb, "image/png", "document_id=b", 413, "too_many_pixels"),
-    "zip bomb": (_zip_bomb, DOCX, "document_id=b", 413, "expands_too_far"),
-    "encrypted": (_encrypted_pdf, PDF, "document_id=b", 422, "encrypted_document"),
+    "pixel bomb": (documents.pixel_bomb, "image/png", "document_id=b", 413, "too_many_pixels"),
+    "zip bomb": (documents.zip_bomb_docx, DOCX, "document_id=b", 413, "expands_too_far"),
+    "encrypted": (documents.password_protected_pdf, PDF, "document_id=b", 422,
+                  "encrypted_document"),
     "corrupt": (lambda: b"%PDF-1.7\n" + b"\x13" * 400, PDF, "document_id=b", 422,
                 "unreadable_document"),
     "blank scan": (lambda: documents.image_file([], "PNG"), "image/png", "document_id=b", 422,

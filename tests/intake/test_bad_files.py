@@ -3,12 +3,8 @@ limit bounds (a decompression or zip bomb is never unpacked)."""
 
 from __future__ import annotations
 
-import io
-import zipfile
-
 import pytest
 from fpdf import FPDF
-from PIL import Image
 
 from appliance.errors import ApplianceError
 from appliance.intake.extract import PageReader
@@ -35,10 +31,9 @@ def test_more_pages_than_allowed_is_413(ocr: TesseractOcr) -> None:
 
 
 def test_a_decompression_bomb_is_413_before_it_is_decoded(reader: PageReader) -> None:
-    out = io.BytesIO()
-    Image.new("1", (30_000, 30_000), 1).save(out, "PNG")  # 900 Mpx in a small file
-    assert len(out.getvalue()) < 1_000_000
-    error = refusal(reader, out.getvalue(), "image/png")
+    bomb = documents.pixel_bomb()
+    assert len(bomb) < 1_000_000
+    error = refusal(reader, bomb, "image/png")
     assert (error.status, error.code) == (413, "too_many_pixels")
 
 
@@ -51,25 +46,14 @@ def test_a_pdf_page_too_large_to_render_is_413(ocr: TesseractOcr) -> None:
 
 
 def test_a_zip_bomb_docx_is_413_before_it_is_unpacked(reader: PageReader) -> None:
-    out = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(documents.docx_file(LETTER))) as source, zipfile.ZipFile(
-        out, "w", zipfile.ZIP_DEFLATED
-    ) as bomb:
-        for entry in source.infolist():
-            bomb.writestr(entry, source.read(entry))
-        bomb.writestr("word/media/padding.bin", b"\x00" * 80_000_000)
-    assert len(out.getvalue()) < 1_000_000
-    error = refusal(reader, out.getvalue(), DOCX)
+    bomb = documents.zip_bomb_docx()
+    assert len(bomb) < 1_000_000
+    error = refusal(reader, bomb, DOCX)
     assert (error.status, error.code) == (413, "expands_too_far")
 
 
 def test_a_password_protected_pdf_is_422(reader: PageReader) -> None:
-    pdf = FPDF()
-    pdf.set_encryption(owner_password="owner", user_password="secret")
-    pdf.add_page()
-    pdf.set_font("Helvetica", size=12)
-    pdf.cell(0, 10, "Confidential")
-    error = refusal(reader, bytes(pdf.output()), "application/pdf")
+    error = refusal(reader, documents.password_protected_pdf(), "application/pdf")
     assert (error.status, error.code) == (422, "encrypted_document")
 
 
