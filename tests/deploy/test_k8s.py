@@ -16,7 +16,7 @@ from tests.deploy import harness
 K8S = harness.REPO / "k8s"
 # The oldest version we support on vSphere Kubernetes Service; also checked against the newest.
 KUBERNETES_VERSIONS = ["1.33.0", "1.37.0"]
-OVERLAYS = ["a100", "t4", "t4-awq"]
+OVERLAYS = ["a100", "t4", "t4-fp16"]
 CR_SCHEMAS = {
     ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh_v1alpha1_scaledobject.json",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com_v1_servicemonitor.json",
@@ -112,17 +112,53 @@ def test_vendored_schemas_reject_a_typo(
 def test_gpu_overlays_differ_where_the_hardware_needs_it(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
-    a100, t4, awq = (vllm_container(rendered[n]) for n in OVERLAYS)
-    assert "--dtype=bfloat16" in a100["args"] and "--dtype=half" in t4["args"]
-    assert "--max-model-len=4096" in a100["args"] and "--max-model-len=2048" in t4["args"]
-    assert not any(a.startswith("--quantization") for a in a100["args"] + t4["args"])
-    assert "--quantization=awq" in awq["args"] and "--dtype=half" in awq["args"]
-    selectors = {n: find(rendered[n], "Deployment", "vllm")["spec"]["template"]["spec"]
-                 ["nodeSelector"]["nvidia.com/gpu.product"] for n in OVERLAYS}
-    assert selectors == {
-        "a100": "NVIDIA-A100-SXM4-80GB", "t4": "Tesla-T4", "t4-awq": "Tesla-T4"}
-    for container in (a100, t4):
+    a100, t4, fp16 = (vllm_container(rendered[n]) for n in OVERLAYS)
+    assert "--dtype=bfloat16" in a100["args"] and "--max-model-len=4096" in a100["args"]
+    assert "--quantization=awq" in t4["args"] and "--dtype=half" in t4["args"]  # T4's default
+    assert t4["args"][0] == "/models/llama-2-7b-chat-awq"
+    assert "--dtype=half" in fp16["args"] and "--max-model-len=2048" in fp16["args"]
+    assert not any(a.startswith("--quantization") for a in a100["args"] + fp16["args"])
+    families = {}
+    for name in OVERLAYS:
+        pod = find(rendered[name], "Deployment", "vllm")["spec"]["template"]["spec"]
+        [term] = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+            "nodeSelectorTerms"]  # fmt: skip
+        families[name] = {e["key"]: e["values"] for e in term["matchExpressions"]}
+        assert "nodeSelector" not in pod  # no exact product string
+    assert families["a100"]["nvidia.com/gpu.family"] == ["ampere", "hopper"]
+    assert families["t4"] == families["t4-fp16"]
+    assert families["t4"]["nvidia.com/gpu.family"] == ["turing"]
+    for container in (a100, t4, fp16):
         assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+
+
+GIB = 2**30
+WEIGHTS_GIB = {"fp16": 12.6, "awq": 3.9}  # Llama-2-7B's checkpoints
+KV_BYTES_PER_TOKEN = 2 * 32 * 4096 * 2  # K and V, 32 layers, hidden 4096, 2 bytes
+
+
+@pytest.mark.parametrize("overlay", ["t4", "t4-fp16"])
+def test_a_t4_profile_leaves_kv_cache_for_a_whole_sequence(
+    rendered: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
+    """The arithmetic of docs/operations.md: (15 GiB x utilisation - weights) of KV cache must
+    hold at least one sequence of --max-model-len tokens."""
+    args = dict(a.removeprefix("--").split("=", 1) for a in vllm_container(rendered[overlay])
+                ["args"] if "=" in a)  # fmt: skip
+    weights = WEIGHTS_GIB["awq" if args.get("quantization") == "awq" else "fp16"]
+    kv_tokens = (15 * float(args["gpu-memory-utilization"]) - weights) * GIB / KV_BYTES_PER_TOKEN
+    assert kv_tokens >= int(args["max-model-len"]), kv_tokens
+
+
+def test_vllm_is_recreated_and_caches_in_its_writable_volume(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """A rolling update's surge pod would wait for a second GPU on a one-GPU node."""
+    deployment = find(rendered["a100"], "Deployment", "vllm")
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    env = {e["name"]: e["value"] for e in vllm_container(rendered["a100"])["env"]}
+    for name in ("HOME", "XDG_CACHE_HOME", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
+        assert env[name].startswith("/tmp/"), name  # the writable emptyDir
 
 
 def test_base_is_hardened(rendered: dict[str, list[dict[str, Any]]]) -> None:
