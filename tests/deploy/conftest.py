@@ -28,6 +28,9 @@ from harness.fake_vllm import running_fake_vllm
 from tests.deploy import harness
 from tests.deploy.pki import Issued, TestCA
 
+ARCHIVE_TIMEOUT_S = 10
+"""Shorter than the 60 s default, so the archive RPO test is quick."""
+
 REQUIRED_COMMANDS = ["pg_createcluster", "pg_dropcluster", "pgbackrest", "runuser", "psql"]
 
 
@@ -151,6 +154,7 @@ def _inventory(
         "postgresql_max_slot_wal_keep_size": "1GB",
         "postgresql_archive_mode": "on",
         "postgresql_archive_command": "{{ backup_archive_command }}",
+        "postgresql_archive_timeout_s": ARCHIVE_TIMEOUT_S,
         "backup_config_file": str(b / "pgbackrest") + "/{{ inventory_hostname }}/pgbackrest.conf",
         "backup_log_path": str(b / "pgbackrest" / "log"),
         "backup_lock_path": str(b / "pgbackrest" / "lock"),

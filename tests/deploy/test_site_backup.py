@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 
 import pytest
 
 from tests.deploy import harness
-from tests.deploy.conftest import Deployment
+from tests.deploy.conftest import ARCHIVE_TIMEOUT_S, Deployment
 
 pytestmark = pytest.mark.slow
 ROWS_AT_BACKUP = 100
@@ -84,6 +85,22 @@ def test_backup_then_restore_drill(deployment: Deployment) -> None:
     assert not (d.base / "drill").exists(), "scratch cluster left behind"
     assert subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", str(d.drill_port)],
                           capture_output=True, check=False).returncode != 0
+
+
+def test_a_quiet_primary_archives_its_last_write_within_archive_timeout(
+    deployment: Deployment,
+) -> None:
+    """No segment switch asked for: the timeout alone closes the segment and it is archived.
+    (Without archive_timeout the write would wait for 16 MB more WAL.)"""
+    port = deployment.primary_port
+    assert harness.psql(port, "SHOW archive_timeout") == f"{ARCHIVE_TIMEOUT_S}s"
+    harness.psql(port, "SELECT pg_logical_emit_message(false, 'rpo-probe', 'a write')")
+    walfile = harness.psql(port, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+    started = time.monotonic()
+    harness.wait_for(
+        lambda: harness.psql(port, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
+        >= walfile, 3 * ARCHIVE_TIMEOUT_S + 10, f"archiving of {walfile} without a switch")
+    assert time.monotonic() - started <= 2 * ARCHIVE_TIMEOUT_S + 10
 
 
 def test_drill_refuses_a_leftover_scratch_cluster(deployment: Deployment) -> None:
