@@ -5,6 +5,7 @@ not archive, row counts checked and the audit chain verified, the scratch cluste
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import time
 
@@ -101,6 +102,25 @@ def test_a_quiet_primary_archives_its_last_write_within_archive_timeout(
         lambda: harness.psql(port, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
         >= walfile, 3 * ARCHIVE_TIMEOUT_S + 10, f"archiving of {walfile} without a switch")
     assert time.monotonic() - started <= 2 * ARCHIVE_TIMEOUT_S + 10
+
+
+def test_backup_runs_only_on_the_current_primary_one_repository_at_a_time(
+    deployment: Deployment,
+) -> None:
+    """The timers exist on every database host (a failover makes the replica the primary), but
+    a run on a standby is skipped by its ExecCondition; the repositories' runs share a lock."""
+    conditions = {}
+    for host in ("db-primary", "db-replica"):
+        unit = harness.parse_unit(
+            deployment.base / "systemd" / host / "pgbackrest-docclass-repo1-full.service"
+        )
+        [condition] = unit["ExecCondition"]
+        [start] = unit["ExecStart"]
+        assert start.startswith("/usr/bin/flock ") and "/pgbackrest " in start
+        argv = shlex.split(condition)
+        conditions[host] = subprocess.run(["runuser", "-u", "postgres", "--", *argv],
+                                          capture_output=True, check=False).returncode  # fmt: skip
+    assert conditions == {"db-primary": 0, "db-replica": 1}
 
 
 def test_drill_refuses_a_leftover_scratch_cluster(deployment: Deployment) -> None:
