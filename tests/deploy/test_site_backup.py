@@ -8,6 +8,7 @@ import json
 import shlex
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -121,6 +122,26 @@ def test_backup_runs_only_on_the_current_primary_one_repository_at_a_time(
         conditions[host] = subprocess.run(["runuser", "-u", "postgres", "--", *argv],
                                           capture_output=True, check=False).returncode  # fmt: skip
     assert conditions == {"db-primary": 0, "db-replica": 1}
+
+
+def test_preflight_refuses_an_off_site_repository_that_is_not_mounted(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """repo2's directory exists but nothing is mounted on it: backups would stay on site A."""
+    d = deployment
+    pg_vars = d.inventory_data["all"]["children"]["postgresql"]["vars"]
+    repositories = [dict(repo) for repo in pg_vars["backup_repositories"]]
+    repositories[1]["mount_point"] = str(Path(repositories[1]["path"]).parent)
+    check = tmp_path / "preflight"
+    check.with_suffix(".yml").write_text(
+        "- hosts: postgresql_primary\n  tasks:\n    - ansible.builtin.include_role:\n"
+        "        name: backup\n        tasks_from: preflight\n"
+    )
+    run = d.playbook(str(check), "-e", json.dumps({"backup_repositories": repositories}))
+    assert run.rc != 0
+    assert "is not a mount point" in run.output
+    repositories[1]["mount_point"] = "/"  # a mount point: accepted
+    assert d.playbook(str(check), "-e", json.dumps({"backup_repositories": repositories})).rc == 0
 
 
 def test_drill_refuses_a_leftover_scratch_cluster(deployment: Deployment) -> None:
