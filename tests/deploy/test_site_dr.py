@@ -4,11 +4,15 @@ the replica, repoints the appliance, and the promoted server takes writes. Runs 
 
 from __future__ import annotations
 
+import copy
+import shutil
 import subprocess
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
 
 from tests.deploy import harness
 from tests.deploy.conftest import Deployment
@@ -51,13 +55,41 @@ def test_lag_monitoring_reports_streaming(deployment: Deployment) -> None:
     assert 0 <= lag < 5
 
 
+def test_failover_refuses_to_promote_while_the_old_primary_cannot_be_fenced(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """The old primary unreachable (site A cut off): without -e old_primary_confirmed_down the
+    replica is not promoted and the appliance not repointed."""
+    d = deployment
+    inventory = copy.deepcopy(d.inventory_data)
+    primary = inventory["all"]["children"]["postgresql"]["children"]["postgresql_primary"]
+    primary["hosts"]["db-primary"] |= {
+        "ansible_connection": "ssh", "ansible_host": "127.0.0.1",
+        "ansible_port": harness.free_port(), "ansible_user": "nobody",
+        "ansible_ssh_common_args": "-o ConnectTimeout=3 -o BatchMode=yes",
+    }  # fmt: skip
+    cut_off = tmp_path / "inventory"
+    shutil.copytree(d.inventory / "group_vars", cut_off / "group_vars")  # the vault
+    (cut_off / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    run = harness.run_playbook(d.base, cut_off, "failover")
+    assert run.rc != 0 and "could not be fenced" in run.output, run.output[-3000:]
+    assert harness.psql(d.replica_port, "SELECT pg_is_in_recovery()") == "t"
+    url = (d.base / "etc" / "appliance" / "api" / "api-database-url").read_text()
+    assert f"@127.0.0.1:{d.primary_port}/docclass" in url
+
+
 def test_failover_promotes_the_replica_and_repoints_the_appliance(deployment: Deployment) -> None:
     d = deployment
     run = d.playbook("failover")
     harness.assert_ok(run)
-    status = subprocess.run(["pg_ctlcluster", "15", d.primary, "status"], capture_output=True,
-                            check=False).returncode
-    assert status == 3, "old primary still running (not fenced)"
+    listed = subprocess.run(["pg_lsclusters", "-h", "15", d.primary], capture_output=True,
+                            text=True, check=True).stdout.split()  # fmt: skip
+    assert listed[3] == "down", "old primary still running (not fenced)"
+    start_conf = Path(f"/etc/postgresql/15/{d.primary}/start.conf")
+    assert start_conf.read_text().strip() == "disabled"  # Debian's generator skips it at boot
+    started = subprocess.run(["pg_ctlcluster", "15", d.primary, "start"], capture_output=True,
+                             text=True, check=False)  # fmt: skip
+    assert started.returncode != 0 and "disabled" in started.stderr, "a fenced primary started"
     assert harness.psql(d.replica_port, "SELECT pg_is_in_recovery()") == "f"
     url = (d.base / "etc" / "appliance" / "api" / "api-database-url").read_text()
     assert f"@127.0.0.1:{d.replica_port}/docclass" in url, "appliance still on the old primary"
