@@ -89,6 +89,13 @@ def test_backup_then_restore_drill(deployment: Deployment) -> None:
                           capture_output=True, check=False).returncode != 0
 
 
+def test_the_drill_fails_without_verifying_the_audit_log(deployment: Deployment) -> None:
+    """A drill host without the verifier key: before, the drill passed with "not run"."""
+    run = deployment.playbook("restore-drill", "-e", "backup_drill_audit_public_key=/nonexistent")
+    assert run.rc != 0 and "verifies the restored audit log" in run.output, run.output[-2000:]
+    assert not (deployment.base / "drill").exists(), "scratch cluster left behind"
+
+
 def test_a_quiet_primary_archives_its_last_write_within_archive_timeout(
     deployment: Deployment,
 ) -> None:
