@@ -31,7 +31,7 @@ from appliance.intake.ocr import TesseractOcr
 from appliance.settings import Settings
 from benchmarks.report import machine_line, write_section
 from harness import documents
-from tests.intake.conftest import INVOICE, LAB_REPORT, LETTER
+from harness.documents import INVOICE, LAB_REPORT, LETTER
 
 PAGES = [LETTER * 6, LAB_REPORT * 6, INVOICE * 6]  # about 24 lines a page, as letters have
 WORKERS = 2

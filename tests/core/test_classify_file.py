@@ -16,10 +16,10 @@ from werkzeug.test import TestResponse, encode_multipart
 
 from appliance.intake.formats import FileKind
 from harness import documents
+from harness.documents import INVOICE, LAB_REPORT, LETTER
 from harness.fake_vllm import FakeVllm
 from tests.common.doubles import RecordingSink
 from tests.core.test_classify import stored_rows
-from tests.intake.conftest import INVOICE, LAB_REPORT, LETTER
 
 URL = "/api/v1/classify-file"
 PDF, TIFF, DOCX = "application/pdf", "image/tiff", FileKind.DOCX.value

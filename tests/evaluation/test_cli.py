@@ -16,12 +16,12 @@ from appliance.cli import cli
 from appliance.context import RequestContext
 from appliance.review.services import ReviewService
 from harness import documents
+from harness.documents import INVOICE, LAB_REPORT, LETTER
 from harness.fake_vllm import FakeVllm, status
 from harness.identity import identity
 from tests.common.doubles import RecordingSink
 from tests.evaluation.conftest import EXAMPLES, runner_for
 from tests.evaluation.files import write_docx, write_pdf
-from tests.intake.conftest import INVOICE, LAB_REPORT, LETTER
 
 LABELS = load_taxonomy(None).names
 

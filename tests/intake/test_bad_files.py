@@ -11,7 +11,8 @@ from appliance.intake.extract import PageReader
 from appliance.intake.formats import FileKind, kind_of
 from appliance.intake.ocr import TesseractOcr
 from harness import documents
-from tests.intake.conftest import LETTER, limits
+from harness.documents import LETTER
+from tests.intake.conftest import limits
 
 DOCX = FileKind.DOCX.value
 

@@ -12,7 +12,7 @@ from appliance.intake.extract import PageReader
 from appliance.intake.formats import FileKind, kind_of
 from appliance.intake.pages import TextSource
 from harness import documents
-from tests.intake.conftest import INVOICE, LAB_REPORT, LETTER
+from harness.documents import INVOICE, LAB_REPORT, LETTER
 
 PACKET = [LETTER, LAB_REPORT, INVOICE]
 DOCX = FileKind.DOCX.value
