@@ -6,9 +6,11 @@ whose content is the value (the database URL carries a password in production).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,9 +33,19 @@ class Settings(BaseSettings):
     """Digest of the served weights, recorded as part of the model's identity (vLLM does not
     report one)."""
 
-    vllm_base_url: str = "http://127.0.0.1:8000"
+    vllm_base_url: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://")
     vllm_model: str = "smollm2-135m"
     vllm_api_key: str | None = None
+    """Bearer key vLLM was started with (``--api-key``): give it as ``APPLIANCE_VLLM_API_KEY_FILE``,
+    never in the environment itself."""
+    vllm_tls_ca: Path | None = None
+    """CA bundle that verifies an ``https://`` vLLM's server certificate (default: the system's)."""
+    vllm_tls_cert: Path | None = None
+    vllm_tls_key: Path | None = None
+    """Client certificate and key the appliance presents to a vLLM that verifies clients."""
+    vllm_allow_plaintext: bool = False
+    """Document text crosses the network to vLLM: plain ``http://`` to any host but this one's
+    loopback is refused unless this is set (a single-host install's internal network)."""
     vllm_connect_timeout_s: float = Field(default=2.0, gt=0)
     vllm_read_timeout_s: float = Field(default=60.0, gt=0)
     vllm_max_retries: int = Field(default=2, ge=0, le=10)
@@ -97,6 +109,20 @@ class Settings(BaseSettings):
                 values[name] = Path(os.environ[file_var]).read_text(encoding="utf-8").strip()
         return values
 
+    @model_validator(mode="after")
+    def _vllm_transport_is_protected(self) -> Settings:
+        """Fail closed at start: no document text in clear across the network by accident."""
+        url = urlsplit(self.vllm_base_url)
+        in_clear = url.scheme == "http" and not _is_loopback(url.hostname)
+        if in_clear and not self.vllm_allow_plaintext:
+            raise ValueError(
+                f"vllm_base_url {self.vllm_base_url} sends document text unencrypted: use "
+                "https:// (with APPLIANCE_VLLM_TLS_CA) or set APPLIANCE_VLLM_ALLOW_PLAINTEXT=true"
+            )
+        if (self.vllm_tls_cert is None) != (self.vllm_tls_key is None):
+            raise ValueError("vllm_tls_cert and vllm_tls_key are set together or not at all")
+        return self
+
     @property
     def max_request_bytes(self) -> int:
         """Body limit of the single-document endpoint: the text limit plus room for the JSON."""
@@ -105,3 +131,12 @@ class Settings(BaseSettings):
     @property
     def max_batch_request_bytes(self) -> int:
         return min(self.max_text_bytes * self.max_batch_documents, 64 * 1024 * 1024) + 64 * 1024
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

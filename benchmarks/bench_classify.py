@@ -34,6 +34,7 @@ from benchmarks.report import machine_line, write_section
 from harness import postgres, vllm_cpu
 from harness.stack import Stack, appliance_stack
 from harness.tls import free_port
+from harness.upstream import VllmEndpoint
 
 DOCUMENT = (
     "Laboratory report for outpatient visit {n}. Potassium 4.{k} mmol/L, sodium 13{k} mmol/L, "
@@ -127,7 +128,7 @@ def overhead(
     ]
 
 
-def batch_efficiency(stack: Stack, vllm_url: str, batch: int, rounds: int) -> list[str]:
+def batch_efficiency(stack: Stack, vllm: VllmEndpoint, batch: int, rounds: int) -> list[str]:
     """Documents/s of one batch call against the same number of concurrent direct requests.
 
     Each path gets its own documents of the same length (the same text would be answered from
@@ -140,7 +141,8 @@ def batch_efficiency(stack: Stack, vllm_url: str, batch: int, rounds: int) -> li
                 chat_payload(vllm_cpu.MODEL_NAME, document(n, run)["text"]) for n in range(batch)
             ]
             result = run_load(
-                vllm_url, lambda n: ("/v1/chat/completions", payloads[n]), batch, batch
+                vllm.url, lambda n: ("/v1/chat/completions", payloads[n]), batch, batch,
+                *direct_access(vllm),
             )
             assert result.errors == 0
             return result.per_second
@@ -176,6 +178,17 @@ def batch_efficiency(stack: Stack, vllm_url: str, batch: int, rounds: int) -> li
     ]
 
 
+def direct_access(vllm: VllmEndpoint) -> tuple[ClientTls | None, list[str]]:
+    """The client certificate and API key header a direct request to ``vllm`` needs."""
+    tls = None
+    if vllm.pki is not None and vllm.client is not None:
+        tls = ClientTls(vllm.pki.ca_path, *vllm.client.pair)
+    headers = []
+    if vllm.api_key_file is not None:
+        headers.append(f"Authorization: Bearer {vllm.api_key_file.read_text().strip()}")
+    return tls, headers
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=1500)
@@ -200,7 +213,7 @@ def main() -> None:
         try:
             with (
                 instant_upstream() as upstream,
-                appliance_stack(databases.create(), upstream, logins) as stack,
+                appliance_stack(databases.create(), VllmEndpoint(upstream), logins) as stack,
             ):
                 stack.wait_started()
                 lines += overhead(
@@ -209,11 +222,11 @@ def main() -> None:
             print("\n".join(lines), flush=True)
             if not args.skip_vllm:
                 with (
-                    vllm_cpu.running_vllm() as vllm_url,
-                    appliance_stack(databases.create(), vllm_url, logins) as stack,
+                    vllm_cpu.running_vllm() as vllm,
+                    appliance_stack(databases.create(), vllm, logins) as stack,
                 ):
                     stack.wait_started()
-                    lines += batch_efficiency(stack, vllm_url, args.batch, args.rounds)
+                    lines += batch_efficiency(stack, vllm, args.batch, args.rounds)
         finally:
             databases.close()
             postgres.drop_logins(admin, logins)

@@ -54,13 +54,16 @@ def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _config(base_url: str, make: RequestFactory, total: int, tls: ClientTls | None) -> str:
+def _config(
+    base_url: str, make: RequestFactory, total: int, tls: ClientTls | None, headers: list[str]
+) -> str:
     blocks = []
     for number in range(total):
         path, body = make(number)
         lines = [
             f"url = {_quoted(base_url + path)}",
             'header = "Content-Type: application/json"',
+            *(f"header = {_quoted(header)}" for header in headers),
             f"data-binary = {_quoted(json.dumps(body))}",
             'output = "/dev/null"',
             'write-out = "%{http_code} %{time_total}\\n"',
@@ -81,11 +84,12 @@ def run_load(
     total: int,
     concurrency: int,
     tls: ClientTls | None = None,
+    headers: list[str] | None = None,
 ) -> LoadResult:
     """Send ``total`` POSTs with ``concurrency`` in flight; the bodies are built beforehand."""
     with tempfile.TemporaryDirectory() as folder:
         config = Path(folder) / "requests.cfg"
-        config.write_text(_config(base_url, make, total, tls))
+        config.write_text(_config(base_url, make, total, tls, headers or []))
         started = time.perf_counter()
         done = subprocess.run(
             [

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import ssl
 import threading
 import time
 from collections import deque
@@ -19,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from harness.upstream import VllmEndpoint
 
 Fault = Callable[["_Handler"], bool]
 """Handles the request itself and returns True, or returns False to fall through to the default."""
@@ -42,6 +45,10 @@ class FakeVllm:
     def answer_when(self, word: str, code: str) -> None:
         """From now on, a document holding ``word`` is answered ``code`` (probability 0.9)."""
         self.rules[word.casefold()] = code
+
+    @property
+    def endpoint(self) -> VllmEndpoint:
+        return VllmEndpoint(self.url)
 
     def count(self, path: str) -> int:
         return sum(1 for seen, _ in self.requests if seen == path)
@@ -163,6 +170,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _respond(self, fault: Fault | None, payload: dict[str, Any]) -> None:
         if fault is not None and fault(self):
             return
+        key = self.server.api_key
+        if key and self.path.startswith("/v1") and self.headers.get("Authorization") != (
+            f"Bearer {key}"
+        ):  # as vLLM's --api-key: only /v1 paths are guarded
+            self.send(401, b'{"error": "Unauthorized"}')
+            return
         routes = {
             "/v1/chat/completions": self._chat,
             "/tokenize": self._tokenize,
@@ -199,12 +212,22 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     fake: FakeVllm
+    api_key: str | None = None
 
 
 @contextmanager
-def running_fake_vllm() -> Iterator[FakeVllm]:
+def running_fake_vllm(
+    tls: ssl.SSLContext | None = None, api_key: str | None = None
+) -> Iterator[FakeVllm]:
+    """Serve on a loopback port; with ``tls`` (a server context) over HTTPS, with ``api_key``
+    requiring it on /v1 paths, as vLLM does."""
     server = _Server(("127.0.0.1", 0), _Handler)
-    server.fake = FakeVllm(url=f"http://127.0.0.1:{server.server_address[1]}")
+    server.api_key = api_key
+    scheme = "http"
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+    server.fake = FakeVllm(url=f"{scheme}://127.0.0.1:{server.server_address[1]}")
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

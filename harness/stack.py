@@ -18,6 +18,7 @@ import httpx
 from appliance import migrate
 from harness import postgres
 from harness.tls import ClientCert, DevPki, GunicornServer, run_gunicorn
+from harness.upstream import VllmEndpoint
 
 CLIENT_URI = "spiffe://hospital/svc/bench"
 ROLES = """\
@@ -57,7 +58,7 @@ class Stack:
 @contextlib.contextmanager
 def appliance_stack(
     database_url: str,
-    vllm_url: str,
+    vllm: VllmEndpoint,
     logins: postgres.Logins,
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
@@ -73,7 +74,7 @@ def appliance_stack(
     roles.write_text(ROLES)
     env = {
         "APPLIANCE_DATABASE_URL": logins.url(sqlalchemy_url, logins.app),
-        "APPLIANCE_VLLM_BASE_URL": vllm_url,
+        **vllm.env,
         **(extra_env or {}),
     }
     serve = [str(Path(sys.executable).with_name("appliance")), "serve"]

@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, text
 from appliance import migrate
 from harness import postgres, vllm_cpu
 from harness.fake_vllm import FakeVllm, running_fake_vllm
+from harness.upstream import VllmEndpoint
 
 
 @pytest.fixture(scope="session")
@@ -62,8 +63,9 @@ def migrated_database_url(migrated_admin_url: str, logins: postgres.Logins) -> s
 
 
 @pytest.fixture(scope="session")
-def vllm_server() -> Iterator[str]:
-    """Base URL of the real CPU vLLM server with the tiny model (one per test session)."""
+def vllm_server() -> Iterator[VllmEndpoint]:
+    """The real CPU vLLM server with the tiny model (one per test session), over mutual TLS
+    with an API key."""
     with vllm_cpu.running_vllm() as url:
         yield url
 

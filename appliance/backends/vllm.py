@@ -39,6 +39,9 @@ class VllmBackend:
             read_timeout_s=settings.vllm_read_timeout_s,
             max_retries=settings.vllm_max_retries,
             max_connections=settings.vllm_max_concurrency * 2,
+            ca_file=settings.vllm_tls_ca,
+            cert_file=settings.vllm_tls_cert,
+            key_file=settings.vllm_tls_key,
         )
         return cls(VllmClient(config), settings.model_weights_digest)
 

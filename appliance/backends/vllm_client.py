@@ -11,8 +11,10 @@ urllib3 spends half the CPU per call that httpx did (measured in docs/benchmarks
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,7 +26,13 @@ from tenacity import (
     stop_after_attempt,
     wait_exponential_jitter,
 )
-from urllib3.exceptions import ConnectTimeoutError, EmptyPoolError, HTTPError, ReadTimeoutError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    EmptyPoolError,
+    HTTPError,
+    ReadTimeoutError,
+    SSLError,
+)
 
 from appliance import metrics
 from appliance.errors import UpstreamInvalidResponse, UpstreamTimeout, UpstreamUnavailable
@@ -41,6 +49,11 @@ class VllmConfig:
     read_timeout_s: float = 60.0
     max_retries: int = 2
     max_connections: int = 64
+    ca_file: Path | None = None
+    """Verifies an ``https://`` server (always verified; None: the system's CAs)."""
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    """Client certificate for a server that verifies its clients."""
 
 
 class _RetryableStatus(Exception):
@@ -69,6 +82,7 @@ class VllmClient:
             maxsize=config.max_connections,
             block=True,
             retries=False,  # tenacity decides what is retried
+            **_tls_options(config),
         )
         self._retrying = Retrying(
             retry=retry_if_exception(_is_retryable),
@@ -128,6 +142,11 @@ class VllmClient:
             raise UpstreamTimeout("the model server did not answer in time") from exc
         except EmptyPoolError as exc:
             raise UpstreamUnavailable("too many calls to the model server are in flight") from exc
+        except SSLError as exc:
+            outcome = "tls"
+            raise UpstreamUnavailable(
+                "the model server's TLS handshake failed (certificate not trusted or refused)"
+            ) from exc
         except HTTPError as exc:
             raise UpstreamInvalidResponse("the model server broke off the answer") from exc
         finally:
@@ -150,6 +169,22 @@ class VllmClient:
         return response
 
 
+def _tls_options(config: VllmConfig) -> dict[str, Any]:
+    """Pool options for ``https://``: the server's certificate and host name always verified."""
+    if urlsplit(config.base_url).scheme != "https":
+        return {}
+    options: dict[str, Any] = {
+        "cert_reqs": "CERT_REQUIRED",
+        "ssl_minimum_version": ssl.TLSVersion.TLSv1_2,
+    }
+    if config.ca_file is not None:
+        options["ca_certs"] = str(config.ca_file)
+    if config.cert_file is not None and config.key_file is not None:
+        options["cert_file"] = str(config.cert_file)
+        options["key_file"] = str(config.key_file)
+    return options
+
+
 def _give_up(state: RetryCallState) -> urllib3.BaseHTTPResponse:
     """After the last attempt: translate what went wrong into the appliance's error types."""
     exc = state.outcome.exception() if state.outcome else None
@@ -166,6 +201,10 @@ def _give_up(state: RetryCallState) -> urllib3.BaseHTTPResponse:
 
 
 def _decode(response: urllib3.BaseHTTPResponse) -> dict[str, Any]:
+    if response.status in (401, 403):
+        raise UpstreamUnavailable(
+            f"the model server refused the appliance's API key (HTTP {response.status})"
+        )
     if not 200 <= response.status < 300:
         raise UpstreamInvalidResponse(
             f"the model server refused the request (HTTP {response.status})"

@@ -55,7 +55,7 @@ def served(
     database = create_database()
     with (
         running_fake_vllm() as upstream,
-        appliance_stack(database, upstream.url, logins, extra_env=env) as stack,
+        appliance_stack(database, upstream.endpoint, logins, extra_env=env) as stack,
     ):
         stack.wait_started()
         first = requests.post(

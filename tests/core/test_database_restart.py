@@ -39,7 +39,9 @@ def stack(cluster: postgres.Cluster) -> Iterator[tuple[Stack, FakeVllm]]:
     try:
         with (
             running_fake_vllm() as upstream,
-            appliance_stack(databases.create(), upstream.url, logins, extra_env=env) as running,
+            appliance_stack(
+                databases.create(), upstream.endpoint, logins, extra_env=env
+            ) as running,
         ):
             running.wait_started()
             yield running, upstream

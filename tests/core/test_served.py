@@ -32,7 +32,7 @@ def stack(
     create_database: Callable[..., str], upstream: FakeVllm, logins: postgres.Logins
 ) -> Iterator[Stack]:
     env = {"APPLIANCE_MAX_TEXT_BYTES": str(MAX_TEXT_BYTES), "APPLIANCE_WORKERS": "2"}
-    with appliance_stack(create_database(), upstream.url, logins, extra_env=env) as running:
+    with appliance_stack(create_database(), upstream.endpoint, logins, extra_env=env) as running:
         running.wait_started()
         yield running
 

@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import shutil
+import ssl
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -133,7 +134,7 @@ def _audit_keys(base: Path, origin: str) -> tuple[str, str]:
 
 
 def _inventory(
-    d: Deployment, ca: TestCA, server: Issued, sealer: Issued, vkey: str
+    d: Deployment, ca: TestCA, server: Issued, clients: dict[str, Issued], vkey: str
 ) -> dict[str, object]:
     b = d.base
     units = str(b / "systemd") + "/{{ inventory_hostname }}"
@@ -179,6 +180,12 @@ def _inventory(
         "vllm_install": False, "vllm_check_gpu": False, "vllm_model_dir": str(b / "model"),
         "vllm_venv": str(b / "vllm-venv"), "vllm_user": d.user, "vllm_group": d.user,
         "vllm_home": str(b / "state"), "vllm_systemd_unit_dir": units,
+        "vllm_config_dir": str(b / "etc" / "vllm") + "/{{ inventory_hostname }}",
+        "vllm_api_key": "{{ vault_vllm_api_key }}",
+        "pki_certificates": [{
+            "name": "vllm-server", "cert": server.cert,
+            "key": "{{ vault_pki_keys['appliance'] }}", "owner": "root", "group": d.user,
+        }],
     }
     return {"all": {
         "vars": {
@@ -207,10 +214,13 @@ def _inventory(
                 "appliance_sealer_user": d.sealer_user,
                 "appliance_migrate_user": d.migrate_user,
                 "appliance_sealer_state_dir": str(b / "sealer-state"),
-                "appliance_sealer_client_cert": sealer.cert,
+                "appliance_sealer_client_cert": clients["sealer"].cert,
                 "appliance_sealer_client_key": "{{ vault_sealer_client_key }}",
                 "appliance_vllm_base_url": d.vllm_url,
                 "appliance_vllm_model": "smollm2-135m",
+                "appliance_vllm_client_cert": clients["vllm"].cert,
+                "appliance_vllm_client_key": "{{ vault_vllm_client_key }}",
+                "appliance_vllm_api_key": "{{ vault_vllm_api_key }}",
                 "appliance_audit_origin": "docclass-appliance/deploy-test",
                 "appliance_audit_signing_key": "{{ vault_audit_signing_key }}",
                 "appliance_audit_verifier_key": vkey,
@@ -237,7 +247,7 @@ def _inventory(
             }}},
             "vllm_gpu": {"hosts": {
                 "gpu-a100": {**gpu_common, "vllm_gpu_profile": "a100"},
-                "gpu-t4": {**gpu_common, "vllm_gpu_profile": "t4", "vllm_quantization": "awq"},
+                "gpu-t4": {**gpu_common, "vllm_gpu_profile": "t4"},
             }},
             "postgresql": {"vars": pg_common, "children": {
                 "postgresql_primary": {"hosts": {"db-primary": {
@@ -284,12 +294,29 @@ def _cleanup(d: Deployment) -> None:
 
 @pytest.fixture(scope="session")
 def deployment() -> Iterator[Deployment]:
-    """The deployment, its API pointed at the scripted upstream (so it can warm up)."""
-    with running_fake_vllm() as upstream:
-        yield from _deployment(upstream.url)
+    """The deployment, its API pointed at the scripted upstream (so it can warm up), which is
+    served as the vllm role serves vLLM: TLS, client certificates required, an API key."""
+    ca = TestCA()
+    api_key = secrets.token_urlsafe(32)
+    with tempfile.TemporaryDirectory() as folder:
+        tls = _server_context(ca, Path(folder))
+        with running_fake_vllm(tls=tls, api_key=api_key) as upstream:
+            url = upstream.url.replace("127.0.0.1", "localhost")  # the name its certificate has
+            yield from _deployment(url, ca, api_key)
 
 
-def _deployment(vllm_url: str) -> Iterator[Deployment]:
+def _server_context(ca: TestCA, folder: Path) -> ssl.SSLContext:
+    issued = ca.issue("localhost", server=True)
+    (folder / "vllm.crt").write_text(issued.cert)
+    (folder / "vllm.key").write_text(issued.key)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(folder / "vllm.crt", folder / "vllm.key")
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cadata=ca.pem)
+    return context
+
+
+def _deployment(vllm_url: str, ca: TestCA, vllm_api_key: str) -> Iterator[Deployment]:
     if os.geteuid() != 0:
         pytest.fail("the deployment tests run ansible against this machine and need root")
     missing = [c for c in REQUIRED_COMMANDS if shutil.which(c) is None]
@@ -302,7 +329,7 @@ def _deployment(vllm_url: str) -> Iterator[Deployment]:
     pid = os.getpid()
     has_app, has_audit = _capabilities()
     d = Deployment(
-        base=base, inventory=base / "inventory", ca=TestCA(), client=None,  # type: ignore[arg-type]
+        base=base, inventory=base / "inventory", ca=ca, client=None,  # type: ignore[arg-type]
         user=f"dct{pid}u", sealer_user=f"dct{pid}s", migrate_user=f"dct{pid}m",
         witness_user=f"dct{pid}w", witness_port=harness.free_port(),
         vllm_url=vllm_url, primary=f"dct{pid}_p", replica=f"dct{pid}_r",
@@ -333,6 +360,7 @@ def _deployment(vllm_url: str) -> Iterator[Deployment]:
         server = d.ca.issue("localhost", server=True)
         d.client = d.ca.issue("deploy-test", server=False, uri="spiffe://hospital/svc/deploy-test")
         sealer = d.ca.issue("audit-sealer", server=False, uri="spiffe://hospital/svc/audit-sealer")
+        vllm_client = d.ca.issue("appliance-to-vllm", server=False)
         (base / "client" / "client.crt").write_text(d.client.cert)
         (base / "client" / "client.key").write_text(d.client.key)
         origin = "docclass-appliance/deploy-test"
@@ -345,8 +373,12 @@ def _deployment(vllm_url: str) -> Iterator[Deployment]:
             "vault_audit_signing_key": signing,
             "vault_audit_pseudonym_key": secrets.token_hex(32),
             "vault_sealer_client_key": sealer.key,
+            "vault_vllm_client_key": vllm_client.key,
+            "vault_vllm_api_key": vllm_api_key,
         }
-        d.inventory_data = _inventory(d, d.ca, server, sealer, vkey)
+        d.inventory_data = _inventory(
+            d, d.ca, server, {"sealer": sealer, "vllm": vllm_client}, vkey
+        )
         d.write_inventory()
         d.first_run = d.playbook("site")
         yield d

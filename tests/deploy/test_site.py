@@ -95,12 +95,39 @@ def test_vllm_units_differ_by_gpu(deployment: Deployment) -> None:
     t4 = harness.parse_unit(deployment.base / "systemd" / "gpu-t4" / "vllm.service")
     a100_cmd, t4_cmd = a100["ExecStart"][0], t4["ExecStart"][0]
     assert "--dtype bfloat16" in a100_cmd and "--max-model-len 4096" in a100_cmd
-    assert "--dtype half" in t4_cmd and "--max-model-len 2048" in t4_cmd
+    assert "--dtype half" in t4_cmd and "--max-model-len 4096" in t4_cmd
     assert "--quantization awq" in t4_cmd and "--quantization" not in a100_cmd
     assert "PrivateDevices" not in t4, "vLLM needs /dev/nvidia*"
 
 
+def test_vllm_serves_tls_requires_client_certificates_and_an_api_key(
+    deployment: Deployment,
+) -> None:
+    unit = harness.parse_unit(deployment.base / "systemd" / "gpu-a100" / "vllm.service")
+    argv = unit["ExecStart"][0].split()
+    flags = dict(zip(argv, [*argv[1:], ""], strict=True))
+    pki = deployment.base / "pki"
+    assert flags["--ssl-certfile"] == str(pki / "vllm-server.crt")
+    assert flags["--ssl-keyfile"] == str(pki / "vllm-server.key")
+    assert flags["--ssl-ca-certs"] == str(pki / "ca.pem")
+    assert flags["--ssl-cert-reqs"] == "2"  # ssl.CERT_REQUIRED
+    assert not any("api-key" in arg or deployment.vault_content["vault_vllm_api_key"] in arg
+                   for arg in argv), "the API key must not be on the command line"
+    env_file = Path(unit["EnvironmentFile"][0])
+    assert harness.read_env_file(env_file) == {
+        "VLLM_API_KEY": deployment.vault_content["vault_vllm_api_key"]}
+    mode = env_file.stat()
+    assert (mode.st_uid, mode.st_gid, mode.st_mode & 0o777) == (0, 0, 0o600)
+    assert not _can_read(deployment.user, env_file), "vLLM's account reads it via systemd only"
+
+
 def _https_get(deployment: Deployment, path: str) -> tuple[int, dict[str, object]]:
+    return _https_request(deployment, "GET", path)
+
+
+def _https_request(
+    deployment: Deployment, method: str, path: str, body: dict[str, str] | None = None
+) -> tuple[int, dict[str, object]]:
     context = ssl.create_default_context(cafile=str(deployment.ca_file))
     context.load_cert_chain(deployment.base / "client" / "client.crt",
                             deployment.base / "client" / "client.key")
@@ -108,7 +135,10 @@ def _https_get(deployment: Deployment, path: str) -> tuple[int, dict[str, object
         "127.0.0.1", deployment.app_port, context=context, timeout=10
     )
     try:
-        conn.request("GET", path)
+        if body is None:
+            conn.request(method, path)
+        else:
+            conn.request(method, path, json.dumps(body), {"Content-Type": "application/json"})
         response = conn.getresponse()
         return response.status, json.loads(response.read() or b"{}")
     finally:
@@ -152,6 +182,11 @@ def test_installed_service_command_answers_health(deployment: Deployment) -> Non
             lambda: _ok(_https_get(deployment, "/health/startup")), 60, "/health/startup 200"
         )
         assert body == {"status": "ok", "checks": {"migrations_at_head": True, "warmed_up": True}}
+        # The scripted vLLM takes only TLS with the API's client certificate and the API key:
+        # a classification proves the role wired all three.
+        status, body = _https_request(deployment, "POST", "/api/v1/classify-document",
+                                      {"document_id": "DEPLOY-1", "text": "Lab report."})
+        assert status == 200 and body["model"] == "smollm2-135m", body
     finally:
         proc.terminate()
         try:

@@ -13,6 +13,7 @@ import pytest
 
 from harness import postgres
 from harness.stack import CLIENT_URI, Stack, appliance_stack
+from harness.upstream import VllmEndpoint
 
 pytestmark = pytest.mark.vllm
 
@@ -22,7 +23,7 @@ SECRET = "Zebra Quasar Marmalade"
 
 @pytest.fixture(scope="module")
 def stack(
-    create_database: Callable[..., str], vllm_server: str, logins: postgres.Logins
+    create_database: Callable[..., str], vllm_server: VllmEndpoint, logins: postgres.Logins
 ) -> Iterator[Stack]:
     with appliance_stack(create_database(), vllm_server, logins) as running:
         running.wait_started()

@@ -15,6 +15,7 @@ import pytest
 from appliance.classification.taxonomy import load_taxonomy
 from harness import postgres
 from harness.stack import Stack, appliance_stack
+from harness.upstream import VllmEndpoint
 
 pytestmark = pytest.mark.vllm
 
@@ -33,7 +34,7 @@ DOCUMENTS = {
 
 @pytest.fixture(scope="module")
 def stack(
-    create_database: Callable[..., str], vllm_server: str, logins: postgres.Logins
+    create_database: Callable[..., str], vllm_server: VllmEndpoint, logins: postgres.Logins
 ) -> Iterator[Stack]:
     with appliance_stack(create_database(), vllm_server, logins) as running:
         running.wait_started()

@@ -9,16 +9,17 @@ import pytest
 from click.testing import CliRunner
 
 from harness.fake_vllm import FakeVllm
+from harness.upstream import VllmEndpoint
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "labelled-synthetic.jsonl"
 
 
-def runner_for(database_url: str, vllm_url: str, **extra: str) -> CliRunner:
+def runner_for(database_url: str, vllm: VllmEndpoint, **extra: str) -> CliRunner:
     return CliRunner(
         env={
             "APPLIANCE_DATABASE_URL": database_url,
-            "APPLIANCE_VLLM_BASE_URL": vllm_url,
+            **vllm.env,
             "APPLIANCE_VLLM_MAX_RETRIES": "0",
             "APPLIANCE_TAXONOMY_PATH": None,  # type: ignore[dict-item]  # None unsets
             **extra,
@@ -28,4 +29,4 @@ def runner_for(database_url: str, vllm_url: str, **extra: str) -> CliRunner:
 
 @pytest.fixture
 def runner(clean_database: str, fake_vllm: FakeVllm) -> CliRunner:
-    return runner_for(clean_database, fake_vllm.url)
+    return runner_for(clean_database, fake_vllm.endpoint)

@@ -178,7 +178,7 @@ def test_classify_in_process_keeps_the_api_file_limit(
     small, large = tmp_path / "small.txt", tmp_path / "large.txt"
     small.write_text("Short letter.")
     large.write_text("A much longer letter than twenty bytes.")
-    runner = runner_for(clean_database, fake_vllm.url, APPLIANCE_FILE_MAX_BYTES="20")
+    runner = runner_for(clean_database, fake_vllm.endpoint, APPLIANCE_FILE_MAX_BYTES="20")
     result = runner.invoke(cli, ["classify", str(small), str(large), "--no-progress"])
     assert result.exit_code == 1
     lines = [line.split("\t") for line in result.stdout.splitlines()]

@@ -17,6 +17,7 @@ from appliance import migrate
 from appliance.classification.taxonomy import load_taxonomy
 from appliance.cli import cli
 from harness.postgres import sqlalchemy_url
+from harness.upstream import VllmEndpoint
 from tests.evaluation.conftest import EXAMPLES, runner_for
 from tests.evaluation.files import write_docx, write_pdf, write_scan
 
@@ -25,7 +26,7 @@ LABELS = list(load_taxonomy(None).names)
 
 
 def test_eval_example_set_writes_json_markdown_and_png(
-    create_database: Callable[..., str], vllm_server: str, tmp_path: Path
+    create_database: Callable[..., str], vllm_server: VllmEndpoint, tmp_path: Path
 ) -> None:
     database_url = sqlalchemy_url(create_database())
     migrate.upgrade(database_url)
@@ -58,7 +59,7 @@ def test_eval_example_set_writes_json_markdown_and_png(
 
 
 def test_classify_files_with_the_real_model(
-    create_database: Callable[..., str], vllm_server: str, tmp_path: Path
+    create_database: Callable[..., str], vllm_server: VllmEndpoint, tmp_path: Path
 ) -> None:
     database_url = sqlalchemy_url(create_database())
     migrate.upgrade(database_url)

@@ -29,7 +29,7 @@ def upstream() -> Iterator[FakeVllm]:
 def stack(
     create_database: Callable[..., str], upstream: FakeVllm, logins: postgres.Logins
 ) -> Iterator[Stack]:
-    with appliance_stack(create_database(), upstream.url, logins) as running:
+    with appliance_stack(create_database(), upstream.endpoint, logins) as running:
         running.wait_started()
         yield running
 
