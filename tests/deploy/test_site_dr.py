@@ -5,6 +5,7 @@ the replica, repoints the appliance, and the promoted server takes writes. Runs 
 from __future__ import annotations
 
 import copy
+import re
 import shutil
 import subprocess
 import uuid
@@ -78,10 +79,43 @@ def test_failover_refuses_to_promote_while_the_old_primary_cannot_be_fenced(
     assert f"@127.0.0.1:{d.primary_port}/docclass" in url
 
 
-def test_failover_promotes_the_replica_and_repoints_the_appliance(deployment: Deployment) -> None:
+def test_switchover_refuses_a_replica_that_has_not_replayed_everything(
+    deployment: Deployment,
+) -> None:
+    """Replay paused on the replica, a write on the primary: the planned switchover measures
+    the WAL gap after the clean stop and refuses; the primary stays fenced for the next run."""
+    d = deployment
+    harness.psql(d.replica_port, "SELECT pg_wal_replay_pause()")
+    try:
+        with _owner(d, d.primary_port) as conn:
+            conn.execute("INSERT INTO dr_probe VALUES ('written while replay is paused')")
+        run = d.playbook("failover", "-e", "failover_replay_wait_s=3")
+        assert run.rc != 0 and "has not replayed all" in run.output, run.output[-3000:]
+        gap = re.search(r"WAL gap: (\d+) bytes", run.output)
+        assert gap and int(gap.group(1)) > 0, run.output[-3000:]
+        assert harness.psql(d.replica_port, "SELECT pg_is_in_recovery()") == "t"
+    finally:
+        harness.psql(d.replica_port, "SELECT pg_wal_replay_resume()")
+
+
+def _generated_wants(tmp_path: Path) -> list[str]:
+    """What Debian's systemd generator would start at the next boot or daemon-reload."""
+    out = tmp_path / "generator"
+    out.mkdir()
+    subprocess.run(["/lib/systemd/system-generators/postgresql-generator", str(out)], check=True)
+    return sorted(p.name for p in (out / "postgresql.service.wants").iterdir())
+
+
+def test_failover_promotes_the_replica_and_repoints_the_appliance(
+    deployment: Deployment, tmp_path: Path
+) -> None:
     d = deployment
     run = d.playbook("failover")
     harness.assert_ok(run)
+    assert "WAL gap: 0 bytes" in run.output, run.output[-3000:]  # replayed to the very end
+    wants = _generated_wants(tmp_path)
+    assert f"postgresql@15-{d.primary}.service" not in wants, "the generator would start it"
+    assert f"postgresql@15-{d.replica}.service" in wants
     listed = subprocess.run(["pg_lsclusters", "-h", "15", d.primary], capture_output=True,
                             text=True, check=True).stdout.split()  # fmt: skip
     assert listed[3] == "down", "old primary still running (not fenced)"
