@@ -2,9 +2,12 @@
 # Images of the docclass appliance.
 #   docker build -t docclass-appliance .                  # API + audit-tool (default target)
 #   docker build --target vllm-cpu -t docclass-vllm-cpu . # tiny CPU vLLM for trying it out
+#   docker build --target backup -t docclass-backup .     # compose's nightly pg_dump
 # On GPU hosts use the vLLM project's own image (see docker-compose.yml, profile gpu).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# The compose install's server image: the backup image is built on it, so pg_dump is its version.
+ARG POSTGRES_IMAGE=postgres:15-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
@@ -45,3 +48,13 @@ ENV APPLIANCE_CACHE_DIR=/var/lib/vllm/cache
 RUN /usr/local/bin/vllm-cpu.sh setup
 EXPOSE 8000
 ENTRYPOINT ["/usr/local/bin/vllm-cpu.sh", "serve", "--host", "0.0.0.0", "--port", "8000"]
+
+# compose's backup service (compose/backup/docclass-backup.sh): pg_dump as the image's postgres
+# account (uid 999, never root), which owns the folder a named volume copies on first use.
+FROM ${POSTGRES_IMAGE} AS backup
+COPY --chmod=0755 compose/backup/docclass-backup.sh /usr/local/bin/docclass-backup
+RUN install -d -o postgres -g postgres -m 0700 /var/lib/docclass-backup
+USER 999:999
+WORKDIR /var/lib/docclass-backup
+ENTRYPOINT ["docclass-backup"]
+CMD ["loop"]

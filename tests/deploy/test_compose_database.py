@@ -27,8 +27,10 @@ from harness import postgres
 from tests.common.doubles import ScriptedBackend
 from tests.deploy import harness
 
-INIT = harness.REPO / "compose" / "initdb" / "10-docclass-logins.sh"
-LOGINS = ("owner", "app", "sealer", "auditor")
+INITDB = harness.REPO / "compose" / "initdb"
+INIT_SCRIPTS = sorted(INITDB.glob("*.sh"))
+"""What the postgres image runs on a new data directory, in this (its) order."""
+LOGINS = ("owner", "app", "sealer", "auditor", "backup")
 
 
 @pytest.fixture(scope="module")
@@ -38,29 +40,41 @@ def server() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="module")
-def initialised(server: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Run the script as the image does; the URL of each login."""
-    folder = tmp_path_factory.mktemp("compose-secrets")
+def run_init_script(server: str, script: Path, folder: Path) -> None:
+    """One compose/initdb script, as the image runs it (its superuser, the secrets folder)."""
+    host, port = server.split("@", 1)[1].split("/", 1)[0].split(":")
+    env = {**os.environ, "POSTGRES_USER": "postgres", "PGHOST": host, "PGPORT": port,
+           "DOCCLASS_SECRETS": str(folder)}  # fmt: skip
+    proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
+                          check=False, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, f"{script.name}: {proc.stderr}"
+
+
+def initialise(server: str, folder: Path) -> dict[str, str]:
+    """Write a password file per login into ``folder`` and run every compose/initdb script as
+    the image does; the URL of each login."""
+    assert [s.name for s in INIT_SCRIPTS][:1] == ["10-docclass-logins.sh"]
     passwords = {login: secrets.token_urlsafe(18) for login in LOGINS}
     for login, password in passwords.items():
         (folder / f"postgres_{login}_password").write_text(password + "\n")
+    for script in INIT_SCRIPTS:
+        run_init_script(server, script, folder)
     host_port = server.split("@", 1)[1].split("/", 1)[0]
-    host, port = host_port.split(":")
-    env = {**os.environ, "POSTGRES_USER": "postgres", "PGHOST": host, "PGPORT": port,
-           "DOCCLASS_SECRETS": str(folder)}  # fmt: skip
-    proc = subprocess.run(["bash", str(INIT)], env=env, capture_output=True, text=True,
-                          check=False, timeout=60)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
     return {
         login: f"postgresql://docclass_{login}:{password}@{host_port}/docclass"
         for login, password in passwords.items()
     }
 
 
+@pytest.fixture(scope="module")
+def initialised(server: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Run the scripts as the image does; the URL of each login."""
+    return initialise(server, tmp_path_factory.mktemp("compose-secrets"))
+
+
 def test_the_owner_is_not_a_superuser(server: str, initialised: dict[str, str]) -> None:
     with psycopg.connect(server) as conn:
-        rows = dict(conn.execute(
+        rows: dict[str, bool] = dict(conn.execute(
             "SELECT rolname, rolsuper FROM pg_roles WHERE rolname LIKE 'docclass_%'"
         ).fetchall())  # fmt: skip
         owner = conn.execute(
