@@ -89,6 +89,28 @@ def test_backup_then_restore_drill(deployment: Deployment) -> None:
                           capture_output=True, check=False).returncode != 0
 
 
+def test_point_in_time_restore_stops_at_the_target_time(deployment: Deployment) -> None:
+    """The operator-error case: a bad DELETE after the target time is not in the copy restored
+    to that time, and the restore time is recorded as the measured RTO. (A table of its own,
+    created after the last backup, so later drills still compare the recorded counts.)"""
+    d = deployment
+    harness.psql(d.primary_port, "CREATE TABLE pitr_probe (id int PRIMARY KEY); "
+                 "INSERT INTO pitr_probe SELECT generate_series(1, 10)", db="docclass")
+    target = harness.psql(d.primary_port, "SELECT clock_timestamp()::text")
+    time.sleep(1.5)
+    harness.psql(d.primary_port, "DELETE FROM pitr_probe WHERE id <= 4", db="docclass")
+    _wait_archived(d.primary_port)
+
+    run = d.playbook("restore-drill", "-e", f"backup_drill_target_time='{target}'")
+    harness.assert_ok(run)
+    report = _reports(d, "last-drill.json")
+    assert report["target_time"] == target
+    assert report["restored_counts"]["public.pitr_probe"] == 10  # type: ignore[index]
+    assert 0 < float(report["restore_seconds"]) < 300  # type: ignore[arg-type]
+    live = harness.psql(d.primary_port, "SELECT count(*) FROM pitr_probe", db="docclass")
+    assert live == "6", "the primary itself is untouched"
+
+
 def test_the_drill_fails_without_verifying_the_audit_log(deployment: Deployment) -> None:
     """A drill host without the verifier key: before, the drill passed with "not run"."""
     run = deployment.playbook("restore-drill", "-e", "backup_drill_audit_public_key=/nonexistent")
