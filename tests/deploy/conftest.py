@@ -174,6 +174,11 @@ def _inventory(
         "backup_drill_audit_tool": str(b / "opt" / "venv" / "bin" / "audit-tool"),
         "backup_drill_audit_public_key": str(b / "etc" / "audit-verifier.vkey"),
         "backup_drill_timeout_s": 300,
+        # Monitoring on both database hosts, each with its own files (one machine here).
+        "dr_lag_script": str(b / "bin") + "/{{ inventory_hostname }}/docclass-replication-lag",
+        "dr_textfile_dir": str(b / "textfile") + "/{{ inventory_hostname }}",
+        "dr_systemd_unit_dir": units,
+        "dr_install_node_exporter": False,
     }
     local = {"ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3"}
     gpu_common = {
@@ -249,6 +254,15 @@ def _inventory(
                 "gpu-a100": {**gpu_common, "vllm_gpu_profile": "a100"},
                 "gpu-t4": {**gpu_common, "vllm_gpu_profile": "t4"},
             }},
+            # The restore drill's own host (restore-drill.yml's default when the group has one),
+            # restoring from repo2 as a site B drill host would.
+            "backup_drill": {"vars": pg_common, "hosts": {"drill-local": {
+                "backup_drill_repo": 2,
+                "appliance_package_spec": str(b / "src"),
+                "appliance_install_dir": str(b / "opt"),
+                "appliance_config_dir": str(b / "etc" / "appliance"),
+                "appliance_audit_verifier_key": vkey,
+            }}},
             "postgresql": {"vars": pg_common, "children": {
                 "postgresql_primary": {"hosts": {"db-primary": {
                     "postgresql_cluster_name": d.primary, "postgresql_port": d.primary_port,
@@ -260,9 +274,6 @@ def _inventory(
                     "pki_dir": str(b / "pki-replica"),
                     "postgresql_manage_objects": False, "backup_is_primary": False,
                     "dr_passfile": str(b / "pgpass-replication"),
-                    "dr_lag_script": str(b / "bin" / "docclass-replication-lag"),
-                    "dr_textfile_dir": str(b / "textfile"),
-                    "dr_systemd_unit_dir": units,
                 }}},
             }},
         },
@@ -342,9 +353,11 @@ def _deployment(vllm_url: str, ca: TestCA, vllm_api_key: str) -> Iterator[Deploy
     )
     try:
         _snapshot_source(base / "src")
-        for sub in ("state", "model", "vllm-venv/bin", "bin", "client"):
+        for sub in ("state", "model", "vllm-venv/bin", "bin/db-primary", "bin/db-replica",
+                    "client"):
             (base / sub).mkdir(parents=True)
-        hosts = ("app-local", "db-primary", "db-replica", "gpu-a100", "gpu-t4", "witness-local")
+        hosts = ("app-local", "db-primary", "db-replica", "gpu-a100", "gpu-t4", "witness-local",
+                 "drill-local")
         for host in hosts:
             (base / "systemd" / host).mkdir(parents=True)
         (base / "model" / "config.json").write_text("{}\n")

@@ -25,7 +25,8 @@ def test_site_playbook_succeeds(deployment: Deployment) -> None:
     assert run is not None
     harness.assert_ok(run)
     assert set(run.recap) == {
-        "app-local", "db-primary", "db-replica", "gpu-a100", "gpu-t4", "witness-local"
+        "app-local", "db-primary", "db-replica", "gpu-a100", "gpu-t4", "witness-local",
+        "drill-local",
     }
 
 

@@ -44,16 +44,29 @@ def test_replica_streams_from_the_primary(deployment: Deployment) -> None:
         conn.execute("INSERT INTO dr_probe VALUES ('written on the standby')")
 
 
-def test_lag_monitoring_reports_streaming(deployment: Deployment) -> None:
-    script = deployment.base / "bin" / "docclass-replication-lag"
+def _monitor(d: Deployment, host: str) -> tuple[int, dict[str, float]]:
+    """Run a database host's monitoring script; its exit status and the metrics it wrote."""
+    script = d.base / "bin" / host / "docclass-replication-lag"
     proc = subprocess.run(["runuser", "-u", "postgres", "--", str(script)], capture_output=True,
                           text=True, check=False, timeout=30)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    metrics = (deployment.base / "textfile" / "docclass_replication.prom").read_text()
-    assert "docclass_replication_streaming 1" in metrics
+    metrics = (d.base / "textfile" / host / "docclass_replication.prom").read_text()
     values = dict(line.split() for line in metrics.splitlines() if not line.startswith("#"))
-    lag = float(values["docclass_replication_lag_seconds"])
-    assert 0 <= lag < 5
+    return proc.returncode, {name: float(value) for name, value in values.items()}
+
+
+def test_lag_monitoring_reports_streaming_from_both_ends(deployment: Deployment) -> None:
+    status, standby = _monitor(deployment, "db-replica")
+    assert status == 0, standby
+    assert standby["docclass_postgresql_in_recovery"] == 1
+    assert standby["docclass_replication_streaming"] == 1
+    assert 0 <= standby["docclass_replication_lag_seconds"] < 5
+    status, primary = _monitor(deployment, "db-primary")
+    assert status == 0, primary
+    assert primary["docclass_postgresql_in_recovery"] == 0
+    assert primary["docclass_replication_standbys_streaming"] == 1
+    assert 0 <= primary["docclass_replication_standby_behind_bytes"] < 16 * 1024 * 1024
+    assert primary["docclass_archive_push_queue_max_bytes"] == 16 * 1024**3
+    assert primary["docclass_archive_push_queue_bytes"] >= 0
 
 
 def test_failover_refuses_to_promote_while_the_old_primary_cannot_be_fenced(
@@ -125,6 +138,10 @@ def test_failover_promotes_the_replica_and_repoints_the_appliance(
                              text=True, check=False)  # fmt: skip
     assert started.returncode != 0 and "disabled" in started.stderr, "a fenced primary started"
     assert harness.psql(d.replica_port, "SELECT pg_is_in_recovery()") == "f"
+    # The promoted server's monitoring now reports as a primary, and sees no standby.
+    status, promoted = _monitor(d, "db-replica")
+    assert promoted["docclass_postgresql_in_recovery"] == 0
+    assert promoted["docclass_replication_standbys_streaming"] == 0 and status == 2
     url = (d.base / "etc" / "appliance" / "api" / "api-database-url").read_text()
     assert f"@127.0.0.1:{d.replica_port}/docclass" in url, "appliance still on the old primary"
     marker = str(uuid.uuid4())
