@@ -54,6 +54,7 @@ def _served_securely(workdir: Path, port: int) -> tuple[VllmEndpoint, list[str],
     args = [
         "--ssl-certfile", str(pki.server.cert_path), "--ssl-keyfile", str(pki.server.key_path),
         "--ssl-ca-certs", pki.ca_path, "--ssl-cert-reqs", str(int(ssl.CERT_REQUIRED)),
+        "--enable-ssl-refresh",  # as the vllm role starts it (certificates re-read on change)
     ]
     return endpoint, args, {"VLLM_API_KEY": api_key}  # the key in the environment, not argv
 
