@@ -423,9 +423,27 @@ def test_the_appliance_calls_vllm_over_https_with_a_key_file(
     env = {e["name"]: e for e in container["env"]}
     key, projected = mounted_file(pod, container, env["APPLIANCE_VLLM_API_KEY_FILE"]["value"])
     assert (key["secret"]["secretName"], projected) == ("vllm-api-key", "api-key")
-    assert not any("valueFrom" in e for e in container["env"])  # the key is a file, never an env
+    assert not any("secretKeyRef" in e.get("valueFrom", {}) for e in container["env"])  # files only
     # The migration Job reads appliance-config too, and has no such file to read.
     assert "APPLIANCE_VLLM_API_KEY_FILE" not in config
+
+
+def test_the_appliance_records_the_digest_of_the_weights_vllm_serves(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Part of the model's identity (a new digest re-asks instead of reusing results): the same
+    configMap key that vLLM's init container waits for, in the form the settings accept."""
+    docs = rendered["base"]
+    pod = find(docs, "Deployment", "appliance")["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    source = env["DOCCLASS_WEIGHTS_SHA256"]["valueFrom"]["configMapKeyRef"]
+    assert (source["name"], source["key"]) == ("vllm-weights", "sha256")
+    assert env["APPLIANCE_MODEL_WEIGHTS_DIGEST"]["value"] == "sha256:$(DOCCLASS_WEIGHTS_SHA256)"
+    names = list(env)  # Kubernetes expands $(VAR) only from variables defined before it
+    assert names.index("DOCCLASS_WEIGHTS_SHA256") < names.index("APPLIANCE_MODEL_WEIGHTS_DIGEST")
+    vllm_pod = find(docs, "Deployment", "vllm")["spec"]["template"]["spec"]
+    waits = json.dumps(vllm_pod["initContainers"])
+    assert '"name": "vllm-weights"' in waits and '"key": "sha256"' in waits
 
 
 def test_only_vllm_and_the_appliance_hold_vllms_secrets(
