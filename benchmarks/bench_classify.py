@@ -55,17 +55,20 @@ def chat_payload(model: str, text: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def instant_upstream() -> Iterator[str]:
-    """The instant upstream in a process of its own, so it does not share a GIL with the load."""
+def instant_upstream(tls_files: tuple[str, str, str] | None = None) -> Iterator[str]:
+    """The instant upstream in a process of its own, so it does not share a GIL with the load;
+    with ``tls_files`` (cert, key, CA) over TLS requiring a client certificate."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "benchmarks.instant_upstream", str(port)])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.instant_upstream", str(port), *(tls_files or ())]
+    )
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
                 break
             time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls_files else 'http'}://127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait()
@@ -207,29 +210,23 @@ def main() -> None:
         "and the upstream all share the machine.",
         "",
     ]
-    with postgres.admin_server() as admin:
-        logins = postgres.create_logins(admin)
-        databases = postgres.DatabaseFactory(admin, owner=logins.owner)
-        try:
+    with postgres.databases_with_logins() as (databases, logins):
+        with (
+            instant_upstream() as upstream,
+            appliance_stack(databases.create(), VllmEndpoint(upstream), logins) as stack,
+        ):
+            stack.wait_started()
+            lines += overhead(
+                stack, upstream, args.requests, args.concurrency, args.overhead_rounds
+            )
+        print("\n".join(lines), flush=True)
+        if not args.skip_vllm:
             with (
-                instant_upstream() as upstream,
-                appliance_stack(databases.create(), VllmEndpoint(upstream), logins) as stack,
+                vllm_cpu.running_vllm() as vllm,
+                appliance_stack(databases.create(), vllm, logins) as stack,
             ):
                 stack.wait_started()
-                lines += overhead(
-                    stack, upstream, args.requests, args.concurrency, args.overhead_rounds
-                )
-            print("\n".join(lines), flush=True)
-            if not args.skip_vllm:
-                with (
-                    vllm_cpu.running_vllm() as vllm,
-                    appliance_stack(databases.create(), vllm, logins) as stack,
-                ):
-                    stack.wait_started()
-                    lines += batch_efficiency(stack, vllm, args.batch, args.rounds)
-        finally:
-            databases.close()
-            postgres.drop_logins(admin, logins)
+                lines += batch_efficiency(stack, vllm, args.batch, args.rounds)
     write_section("bench_classify", lines)
     print("\n".join(lines))
 

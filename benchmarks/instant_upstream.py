@@ -2,13 +2,15 @@
 server, run in its own process, answering every chat completion at once with a fixed, valid
 constrained answer. It measures the appliance, not a model.
 
-Run: ``python -m benchmarks.instant_upstream PORT``.
+Run: ``python -m benchmarks.instant_upstream PORT [CERT KEY CA]``; with the three files it
+serves TLS and requires a client certificate from CA, as the vllm role serves vLLM.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import sys
 
 from harness.fake_vllm import chat_body
@@ -51,11 +53,19 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
         writer.close()
 
 
-async def main(port: int) -> None:
-    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+def server_context(cert: str, key: str, ca: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=ca)
+    context.load_cert_chain(cert, key)
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+async def main(port: int, context: ssl.SSLContext | None) -> None:
+    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024, ssl=context)
     async with server:
         await server.serve_forever()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    tls = server_context(*sys.argv[2:5]) if len(sys.argv) == 5 else None
+    asyncio.run(main(int(sys.argv[1]), tls))

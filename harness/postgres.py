@@ -237,3 +237,17 @@ def drop_logins(admin_url: str, logins: Logins) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         for login in (logins.app, logins.sealer, logins.auditor, logins.owner):
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login)))
+
+
+@contextlib.contextmanager
+def databases_with_logins() -> Iterator[tuple[DatabaseFactory, Logins]]:
+    """For benchmarks: the server of ``admin_server``, the least-privilege logins on it and a
+    factory of databases owned by the owner login; all removed afterwards."""
+    with admin_server() as admin:
+        logins = create_logins(admin)
+        databases = DatabaseFactory(admin, owner=logins.owner)
+        try:
+            yield databases, logins
+        finally:
+            databases.close()
+            drop_logins(admin, logins)
