@@ -10,7 +10,6 @@ the end, also when a test fails: clusters, the drill cluster, the service accoun
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -280,16 +279,6 @@ def _inventory(
     }}
 
 
-def _foreign_clusters() -> dict[str, tuple[str, bool]]:
-    """Clusters these tests did not create: name -> (data directory, PG_VERSION present)."""
-    listing = json.loads(subprocess.run(["pg_lsclusters", "--json"], capture_output=True,
-                                        text=True, check=True).stdout or "[]")
-    return {
-        c["cluster"]: (c["pgdata"], Path(c["pgdata"], "PG_VERSION").exists())
-        for c in listing if not c["cluster"].startswith(harness.CLUSTER_PREFIX)
-    }
-
-
 def _cleanup(d: Deployment) -> None:
     if os.environ.get("DEPLOY_TEST_KEEP"):  # debugging only: leaves clusters and files behind
         print(f"kept {d.base} and clusters {d.primary}, {d.replica}; user {d.user}")
@@ -328,74 +317,68 @@ def _server_context(ca: TestCA, folder: Path) -> ssl.SSLContext:
 
 
 def _deployment(vllm_url: str, ca: TestCA, vllm_api_key: str) -> Iterator[Deployment]:
-    if os.geteuid() != 0:
-        pytest.fail("the deployment tests run ansible against this machine and need root")
-    missing = [c for c in REQUIRED_COMMANDS if shutil.which(c) is None]
-    if missing:
-        pytest.fail(f"missing commands {missing}: install scripts/system-packages.txt")
-    harness.drop_stale_clusters()
-    foreign_before = _foreign_clusters()
-    base = Path(tempfile.mkdtemp(prefix="docclass-deploy-"))
-    base.chmod(0o755)
-    pid = os.getpid()
-    has_app, has_audit = _capabilities()
-    d = Deployment(
-        base=base, inventory=base / "inventory", ca=ca, client=None,  # type: ignore[arg-type]
-        user=f"dct{pid}u", sealer_user=f"dct{pid}s", migrate_user=f"dct{pid}m",
-        witness_user=f"dct{pid}w", witness_port=harness.free_port(),
-        vllm_url=vllm_url, primary=f"dct{pid}_p", replica=f"dct{pid}_r",
-        primary_port=harness.free_port(), replica_port=harness.free_port(),
-        app_port=harness.free_port(), drill_port=harness.free_port(),
-        passwords={name: secrets.token_urlsafe(24) for name in (
-            "docclass_owner", "docclass_app", "docclass_auditor", "docclass_sealer",
-            "docclass_replicator", "docclass_monitor")},
-        has_app=has_app, has_audit_tool=has_audit,
-    )
-    try:
-        _snapshot_source(base / "src")
-        for sub in ("state", "model", "vllm-venv/bin", "bin/db-primary", "bin/db-replica",
-                    "client"):
-            (base / sub).mkdir(parents=True)
-        hosts = ("app-local", "db-primary", "db-replica", "gpu-a100", "gpu-t4", "witness-local",
-                 "drill-local")
-        for host in hosts:
-            (base / "systemd" / host).mkdir(parents=True)
-        (base / "model" / "config.json").write_text("{}\n")
-        stub = base / "vllm-venv" / "bin" / "vllm"
-        stub.write_text("#!/bin/sh\nexit 0\n")
-        stub.chmod(0o755)
-        # The service account exists before the parallel plays run (they only check it).
-        subprocess.run(
-            ["useradd", "--system", "--user-group", "--home-dir", str(base / "state"),
-             "--no-create-home", "--shell", "/usr/sbin/nologin", "--password", "!", d.user],
-            check=True, capture_output=True,
+    with harness.leaving_other_clusters_alone(
+        REQUIRED_COMMANDS, "the deployment tests run ansible against this machine"
+    ):
+        base = Path(tempfile.mkdtemp(prefix="docclass-deploy-"))
+        base.chmod(0o755)
+        pid = os.getpid()
+        has_app, has_audit = _capabilities()
+        d = Deployment(
+            base=base, inventory=base / "inventory", ca=ca, client=None,  # type: ignore[arg-type]
+            user=f"dct{pid}u", sealer_user=f"dct{pid}s", migrate_user=f"dct{pid}m",
+            witness_user=f"dct{pid}w", witness_port=harness.free_port(),
+            vllm_url=vllm_url, primary=f"dct{pid}_p", replica=f"dct{pid}_r",
+            primary_port=harness.free_port(), replica_port=harness.free_port(),
+            app_port=harness.free_port(), drill_port=harness.free_port(),
+            passwords={name: secrets.token_urlsafe(24) for name in (
+                "docclass_owner", "docclass_app", "docclass_auditor", "docclass_sealer",
+                "docclass_replicator", "docclass_monitor")},
+            has_app=has_app, has_audit_tool=has_audit,
         )
-        server = d.ca.issue("localhost", server=True)
-        d.client = d.ca.issue("deploy-test", server=False, uri="spiffe://hospital/svc/deploy-test")
-        sealer = d.ca.issue("audit-sealer", server=False, uri="spiffe://hospital/svc/audit-sealer")
-        vllm_client = d.ca.issue("appliance-to-vllm", server=False)
-        (base / "client" / "client.crt").write_text(d.client.cert)
-        (base / "client" / "client.key").write_text(d.client.key)
-        origin = "docclass-appliance/deploy-test"
-        signing, vkey = _audit_keys(base, origin) if has_audit else ("", "")
-        d.vault_content = {
-            "vault_postgresql_passwords": d.passwords,
-            "vault_backup_cipher_passes": {"repo1": secrets.token_urlsafe(40),
-                                           "repo2": secrets.token_urlsafe(40)},
-            "vault_pki_keys": {"postgresql": server.key, "appliance": server.key},
-            "vault_audit_signing_key": signing,
-            "vault_audit_pseudonym_key": secrets.token_hex(32),
-            "vault_sealer_client_key": sealer.key,
-            "vault_vllm_client_key": vllm_client.key,
-            "vault_vllm_api_key": vllm_api_key,
-        }
-        d.inventory_data = _inventory(
-            d, d.ca, server, {"sealer": sealer, "vllm": vllm_client}, vkey
-        )
-        d.write_inventory()
-        d.first_run = d.playbook("site")
-        yield d
-    finally:
-        _cleanup(d)
-    # Other clusters on this machine must be exactly as they were.
-    assert _foreign_clusters() == foreign_before, "a cluster not made by these tests changed"
+        try:
+            _snapshot_source(base / "src")
+            for sub in ("state", "model", "vllm-venv/bin", "bin/db-primary", "bin/db-replica",
+                        "client"):
+                (base / sub).mkdir(parents=True)
+            hosts = ("app-local", "db-primary", "db-replica", "gpu-a100", "gpu-t4", "witness-local",
+                     "drill-local")
+            for host in hosts:
+                (base / "systemd" / host).mkdir(parents=True)
+            (base / "model" / "config.json").write_text("{}\n")
+            stub = base / "vllm-venv" / "bin" / "vllm"
+            stub.write_text("#!/bin/sh\nexit 0\n")
+            stub.chmod(0o755)
+            # The service account exists before the parallel plays run (they only check it).
+            subprocess.run(
+                ["useradd", "--system", "--user-group", "--home-dir", str(base / "state"),
+                 "--no-create-home", "--shell", "/usr/sbin/nologin", "--password", "!", d.user],
+                check=True, capture_output=True,
+            )
+            server = d.ca.issue("localhost", server=True)
+            d.client = d.ca.issue("deploy-test", server=False, uri="spiffe://hospital/svc/deploy-test")
+            sealer = d.ca.issue("audit-sealer", server=False, uri="spiffe://hospital/svc/audit-sealer")
+            vllm_client = d.ca.issue("appliance-to-vllm", server=False)
+            (base / "client" / "client.crt").write_text(d.client.cert)
+            (base / "client" / "client.key").write_text(d.client.key)
+            origin = "docclass-appliance/deploy-test"
+            signing, vkey = _audit_keys(base, origin) if has_audit else ("", "")
+            d.vault_content = {
+                "vault_postgresql_passwords": d.passwords,
+                "vault_backup_cipher_passes": {"repo1": secrets.token_urlsafe(40),
+                                               "repo2": secrets.token_urlsafe(40)},
+                "vault_pki_keys": {"postgresql": server.key, "appliance": server.key},
+                "vault_audit_signing_key": signing,
+                "vault_audit_pseudonym_key": secrets.token_hex(32),
+                "vault_sealer_client_key": sealer.key,
+                "vault_vllm_client_key": vllm_client.key,
+                "vault_vllm_api_key": vllm_api_key,
+            }
+            d.inventory_data = _inventory(
+                d, d.ca, server, {"sealer": sealer, "vllm": vllm_client}, vkey
+            )
+            d.write_inventory()
+            d.first_run = d.playbook("site")
+            yield d
+        finally:
+            _cleanup(d)

@@ -7,15 +7,21 @@ can find and drop clusters left behind by a killed run (see ``drop_stale_cluster
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
 import socket
+import socketserver
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = REPO / "ansible"
@@ -160,6 +166,44 @@ def drop_cluster(name: str) -> None:
     # pg_dropcluster leaves files it did not create (our conf.d drop-in) and the log behind.
     shutil.rmtree(f"/etc/postgresql/{PG_VERSION}/{name}", ignore_errors=True)
     Path(f"/var/log/postgresql/postgresql-{PG_VERSION}-{name}.log").unlink(missing_ok=True)
+
+
+def foreign_clusters() -> dict[str, tuple[str, bool]]:
+    """Clusters these tests did not create: name -> (data directory, PG_VERSION present)."""
+    listing = json.loads(subprocess.run(["pg_lsclusters", "--json"], capture_output=True,
+                                        text=True, check=True).stdout or "[]")
+    return {
+        c["cluster"]: (c["pgdata"], Path(c["pgdata"], "PG_VERSION").exists())
+        for c in listing if not c["cluster"].startswith(CLUSTER_PREFIX)
+    }
+
+
+@contextlib.contextmanager
+def leaving_other_clusters_alone(commands: list[str], purpose: str) -> Iterator[None]:
+    """For tests that make PostgreSQL clusters: root and ``commands`` present, clusters of killed
+    earlier runs dropped; afterwards, every cluster not made by these tests exactly as it was."""
+    if os.geteuid() != 0:
+        pytest.fail(f"{purpose} and need root")
+    missing = [c for c in commands if shutil.which(c) is None]
+    if missing:
+        pytest.fail(f"missing commands {missing}: install scripts/system-packages.txt")
+    drop_stale_clusters()
+    before = foreign_clusters()
+    yield
+    assert foreign_clusters() == before, "a cluster not made by these tests changed"
+
+
+@contextlib.contextmanager
+def serving(server: socketserver.BaseServer, scheme: str = "http", host: str = "127.0.0.1"
+            ) -> Iterator[str]:
+    """Run ``server`` (bound to a loopback port) in a thread; yield its base URL; stop it."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"{scheme}://{host}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def drop_stale_clusters() -> None:

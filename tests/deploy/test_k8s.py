@@ -16,7 +16,6 @@ import signal
 import ssl
 import subprocess
 import tarfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -663,13 +662,8 @@ def https_serving(files: dict[str, bytes], folder: Path, requests: list[str]) ->
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://localhost:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with harness.serving(server, "https", "localhost") as url:
+        yield url
 
 
 def _tarball(files: dict[str, bytes]) -> bytes:

@@ -25,7 +25,6 @@ import pytest
 import yaml
 
 from tests.deploy import harness
-from tests.deploy.conftest import _foreign_clusters
 
 pytestmark = pytest.mark.slow
 
@@ -102,38 +101,33 @@ def checksum_version(data_dir: str) -> int:
 @pytest.fixture
 def scratch() -> Iterator[Scratch]:
     """A started cluster made as Debian's postgresql-15 postinst makes 15/main."""
-    if os.geteuid() != 0:
-        pytest.fail("these tests create PostgreSQL clusters with pg_createcluster and need root")
-    missing = [c for c in COMMANDS if shutil.which(c) is None]
-    if missing:
-        pytest.fail(f"missing commands {missing}: install scripts/system-packages.txt")
-    harness.drop_stale_clusters()
-    foreign_before = _foreign_clusters()
-    base = Path(tempfile.mkdtemp(prefix="docclass-pgexisting-"))
-    base.chmod(0o755)  # postgres creates a data directory below it in some tests
-    s = Scratch(base=base, name=f"{harness.CLUSTER_PREFIX}{os.getpid()}_main",
-                port=harness.free_port())
-    try:
-        (base / "vault-pass").write_text(secrets.token_urlsafe(32) + "\n")  # no vault is used
-        (base / "vault-pass").chmod(0o600)
-        (base / "install.yml").write_text(PLAYBOOK)
-        (base / "inventory.yml").write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
-            "ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3",
-            "postgresql_install_packages": False,
-            "postgresql_cluster_name": s.name, "postgresql_port": s.port,
-        }}}}))
-        subprocess.run(
-            ["pg_createcluster", harness.PG_VERSION, s.name, "--port", str(s.port), "--start"],
-            check=True, capture_output=True, text=True, timeout=300,
-        )
-        info = s.info()
-        assert info["pgdata"] == s.default_data_dir and info["running"] == 1, info
-        assert checksum_version(info["pgdata"]) == 0, "the package's cluster has no checksums"
-        yield s
-    finally:
-        harness.drop_cluster(s.name)
-        shutil.rmtree(base, ignore_errors=True)
-    assert _foreign_clusters() == foreign_before, "a cluster not made by these tests changed"
+    with harness.leaving_other_clusters_alone(
+        COMMANDS, "these tests create PostgreSQL clusters with pg_createcluster"
+    ):
+        base = Path(tempfile.mkdtemp(prefix="docclass-pgexisting-"))
+        base.chmod(0o755)  # postgres creates a data directory below it in some tests
+        s = Scratch(base=base, name=f"{harness.CLUSTER_PREFIX}{os.getpid()}_main",
+                    port=harness.free_port())
+        try:
+            (base / "vault-pass").write_text(secrets.token_urlsafe(32) + "\n")  # no vault is used
+            (base / "vault-pass").chmod(0o600)
+            (base / "install.yml").write_text(PLAYBOOK)
+            (base / "inventory.yml").write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
+                "ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3",
+                "postgresql_install_packages": False,
+                "postgresql_cluster_name": s.name, "postgresql_port": s.port,
+            }}}}))
+            subprocess.run(
+                ["pg_createcluster", harness.PG_VERSION, s.name, "--port", str(s.port), "--start"],
+                check=True, capture_output=True, text=True, timeout=300,
+            )
+            info = s.info()
+            assert info["pgdata"] == s.default_data_dir and info["running"] == 1, info
+            assert checksum_version(info["pgdata"]) == 0, "the package's cluster has no checksums"
+            yield s
+        finally:
+            harness.drop_cluster(s.name)
+            shutil.rmtree(base, ignore_errors=True)
 
 
 def _assert_untouched(s: Scratch) -> None:
