@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 
 from audit import checkpoint as notes
-from audit import metrics, quarantine, store
+from audit import metrics, quarantine, store, tree_nodes
 from audit.chain import chain_hash, entry_hash, wrap
 from audit.errors import (
     AuditError,
@@ -211,6 +211,7 @@ class Sealer:
                 sealed, seq, chain, leaves = self._seal_rows(
                     conn, [quarantine.own_row(event) for event in own]
                 )
+                tree_nodes.write(conn, self._compact, leaves)
                 compact = CompactRange(self._compact.size, self._compact.nodes)
                 compact.extend(leaves)
                 unsigned = self._unsigned + leaves

@@ -14,11 +14,10 @@ from typing import Any
 import psycopg
 
 from audit import checkpoint as notes
-from audit import store
+from audit import store, stored_proofs
 from audit.chain import decode_event, event_bytes
 from audit.errors import AuditError, ProofError, TamperingDetected
 from audit.integrity import Trust, VerifyResult, verify_log
-from audit.proof import Tree
 from audit.rfc6962 import hash_leaf
 from audit.types import Checkpoint, Hash, StoredCheckpoint
 
@@ -60,7 +59,6 @@ def inclusion(
 ) -> dict[str, Any]:
     """RFC 9162 inclusion proof of entry ``seq`` against a signed checkpoint (default: latest)."""
     cp = _checkpoint(conn, tree_size, seq)
-    tree = Tree(leaves(conn, cp.size))
     entry = store.entry_at(conn, seq)
     if entry is None:
         raise ProofError(f"no sealed entry with seq {seq}")
@@ -69,7 +67,7 @@ def inclusion(
         "tree_size": cp.size,
         "leaf_hash": b64(hash_leaf(entry)),
         "entry": b64(entry),
-        "hashes": [b64(h) for h in tree.inclusion(seq, cp.size)],
+        "hashes": [b64(h) for h in stored_proofs.inclusion(conn, seq, cp.size)],
         "checkpoint": cp.note,
     }
 
@@ -79,11 +77,10 @@ def consistency(conn: psycopg.Connection[Any], size1: int, size2: int) -> dict[s
     if not 0 < size1 <= size2:
         raise ProofError(f"consistency: got sizes {size1}, {size2}, want 0 < from <= to")
     first, second = _checkpoint(conn, size1, -1), _checkpoint(conn, size2, -1)
-    tree = Tree(leaves(conn, size2))
     return {
         "from": size1,
         "to": size2,
-        "hashes": [b64(h) for h in tree.consistency(size1, size2)],
+        "hashes": [b64(h) for h in stored_proofs.consistency(conn, size1, size2)],
         "checkpoint_from": first.note,
         "checkpoint_to": second.note,
     }
