@@ -19,7 +19,7 @@ from typing import IO, Any
 import click
 
 from audit import checkpoint as notes
-from audit import export, options, service, store
+from audit import export, options, report_data, service, store
 from audit.admin import keygen, seal
 from audit.cosignature import WitnessKey, load_witness_key
 from audit.errors import AuditError, TamperingDetected
@@ -28,6 +28,7 @@ from audit.integrity import Trust, VerifyResult, verify_log
 from audit.parallel import verify_parallel
 from audit.pseudonym import load_key, pseudonymise
 from audit.report import render_text
+from audit.report_html import render_html
 from audit.types import Checkpoint
 from audit.witness_check import check_quorum, check_witness_view
 from audit.witness_cli import witness
@@ -220,6 +221,12 @@ def _witnessed(
 @KEY
 @click.option("--origin")
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of text.")
+@click.option(
+    "--html",
+    "as_html",
+    is_flag=True,
+    help="One self-contained HTML page with plots, for compliance officers (use --output).",
+)
 @click.option("--output", type=click.File("w"), default="-")
 @WORKERS
 def report(
@@ -227,19 +234,34 @@ def report(
     public_key: Path,
     origin: str | None,
     as_json: bool,
+    as_html: bool,
     output: IO[str],
     workers: int,
 ) -> None:
-    """Integrity report for people (text) or machines (--json); exits 1 on tampering."""
+    """Integrity report for people (text, or --html) or machines (--json); exits 1 on
+    tampering (after writing the report)."""
+    if as_json and as_html:
+        raise click.UsageError("--json and --html are mutually exclusive")
     trust = _trust(public_key, origin)
     result, problem, extra = _run_verify(database_url, None, trust, None, workers)
     body = service.report(result, problem, **extra)
-    if as_json:
+    if as_html:
+        output.write(_html_report(database_url, body))
+    elif as_json:
         _emit(body, output)
     else:
         click.echo(render_text(body), file=output)
     if problem is not None:
         raise problem
+
+
+def _html_report(database_url: str, body: dict[str, Any]) -> str:
+    """The HTML page; when its figures cannot be read it still shows the verdict, and why."""
+    try:
+        data = report_data.collect(database_url)
+    except AuditError as exc:
+        return render_html(body, None, str(exc))
+    return render_html(body, data)
 
 
 @cli.command()
