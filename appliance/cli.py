@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from appliance import migrate
+from appliance.audit_bridge.services import load_pseudonym_key
 from appliance.classification.taxonomy import load_taxonomy
 from appliance.errors import ApplianceError
 from appliance.evaluation.cli import classify_command, eval_command, taxonomy
@@ -24,9 +25,10 @@ from appliance.identity.tls import TlsConfigError, tls_settings_from
 from appliance.pki.cli import pki
 from appliance.pki.errors import PkiError
 from appliance.settings import Settings
+from audit.errors import KeyFileError
 
 GUNICORN_CONF = Path(__file__).with_name("gunicorn_conf.py")
-REPORTED_ERRORS = (ApplianceError, PkiError, RoleConfigError, TlsConfigError)
+REPORTED_ERRORS = (ApplianceError, KeyFileError, PkiError, RoleConfigError, TlsConfigError)
 """Errors whose message is the whole story for an operator: no traceback, exit status 1."""
 
 
@@ -87,6 +89,7 @@ def check_config() -> None:
     taxonomy = load_taxonomy(settings.taxonomy_path)
     load_role_map(settings.roles_path)
     tls_settings_from(settings)
+    pseudonymised = load_pseudonym_key(settings) is not None
     shown = settings.model_dump(mode="json", exclude={"database_url", "vllm_api_key"})
     click.echo(
         json.dumps(
@@ -94,6 +97,9 @@ def check_config() -> None:
                 "settings": shown,
                 "taxonomy_version": taxonomy.version,
                 "labels": list(taxonomy.names),
+                "audit_identifiers": "pseudonymised"
+                if pseudonymised
+                else "RAW: document ids and content hashes are logged in clear (opted out)",
             },
             indent=2,
         )

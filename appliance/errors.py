@@ -114,6 +114,15 @@ class OcrTimeout(UnprocessableDocument):
     code = "ocr_timeout"
 
 
+class NotYetAvailable(ApplianceError):
+    """What was asked for exists but is not ready yet (an audit event not yet sealed and
+    signed): ask again after ``Retry-After``."""
+
+    status = 409
+    code = "not_yet_available"
+    retry_after_s = 1
+
+
 class UpstreamInvalidResponse(ApplianceError):
     """The model server answered, but not with something we can use."""
 

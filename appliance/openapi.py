@@ -34,6 +34,7 @@ ERROR_STATUSES = {
     "401": "No verified client certificate",
     "403": "The caller's roles do not allow this endpoint",
     "404": "Unknown resource",
+    "409": "Not ready yet (a receipt before its audit event is signed): retry after Retry-After",
     "413": "Body or text too large",
     "415": "Body is not application/json (or, for a file, not of an accepted media type, or"
     " not what its media type says)",
@@ -162,6 +163,16 @@ OPERATIONS = [
         "reader, classifier",
         HistoryOut,
         parameters=[DOCUMENT_ID],
+    ),
+    Operation(
+        "/api/v1/classifications/{result_id}/receipt",
+        "get",
+        Action.READ_RECEIPT,
+        "Offline-verifiable receipt of a classification's audit event (C2SP tlog-proof:"
+        " the entry bytes, an inclusion proof, the signed checkpoint; 409 until signed)",
+        "reader, classifier, auditor",
+        parameters=[RESULT_ID],
+        ok_text=True,
     ),
     Operation(
         "/api/v1/review-queue",

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from appliance.audit_bridge.interfaces import AuditSink
 from appliance.audit_bridge.recorder import AuditRecorder, Clock, utc_now
-from appliance.audit_bridge.services import AuditReader, PostgresAuditSink
+from appliance.audit_bridge.services import AuditReader, PostgresAuditSink, load_pseudonym_key
 from appliance.backends import build_backend
 from appliance.backends.interfaces import ModelBackend
 from appliance.classification.files import FileClassificationService
@@ -29,7 +29,6 @@ from appliance.intake.limits import Limits
 from appliance.intake.ocr import TesseractOcr
 from appliance.review.services import ReviewService
 from appliance.settings import Settings
-from audit import pseudonym
 
 
 @dataclass(frozen=True)
@@ -65,9 +64,7 @@ def build_services(
     engine = make_engine(settings)
     taxonomy = load_taxonomy(settings.taxonomy_path)
     backend = backend or build_backend(settings)
-    key = None
-    if settings.audit_pseudonym_key_path is not None:
-        key = pseudonym.load_key(settings.audit_pseudonym_key_path)
+    key = load_pseudonym_key(settings)
     recorder = AuditRecorder(audit_sink or PostgresAuditSink(engine, key), clock)
     labeller = Labeller(backend, taxonomy, settings.max_document_tokens)
     classification = ClassificationService(

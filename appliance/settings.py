@@ -93,6 +93,11 @@ class Settings(BaseSettings):
     """Checkpoint verifier key (``.vkey`` from ``audit-tool keygen``) for ``POST /audit/verify``.
     The signing key belongs to the sealer alone (``audit-tool seal``), never to the API."""
     audit_pseudonym_key_path: Path | None = None
+    """HMAC-SHA-256 key (at least 16 bytes) that turns document ids and content hashes into
+    pseudonyms before they reach the six-year log; every install path generates one."""
+    audit_raw_identifiers: bool = False
+    """Opt out of pseudonyms: without a key the appliance refuses to start unless this is set,
+    and then logs raw document ids and content hashes (``check-config`` says so)."""
     audit_origin: str = "docclass-appliance/audit"
 
     log_level: str = "INFO"

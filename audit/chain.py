@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from hashlib import sha256
 from typing import Any
@@ -39,9 +40,21 @@ REQUIRED_FIELDS = frozenset(
 ) | {"v"}
 """Keys every canonical event has (``decode_event`` needs them)."""
 KNOWN_FIELDS = frozenset(_EVENT_FIELDS) | {"v"}
-OMITTED_WHEN_NONE = ("detail", "file_sha256", "page_count", "ocr_pages", "file_mode")
+DECISION_FIELDS = (
+    "label", "confidence", "scores_sha256", "model", "model_digest", "prompt_version",
+    "taxonomy_version", "truncated", "cached", "cached_from", "review_id", "review_label",
+)  # fmt: skip
+"""What the appliance decided (event version 2): a classification's answer and what produced
+it, or a review's label."""
+OMITTED_WHEN_NONE = ("detail", "file_sha256", "page_count", "ocr_pages", "file_mode",
+                     *DECISION_FIELDS)  # fmt: skip
 """Fields added after the first entries were written: left out of the canonical bytes when
 None, so those entries keep their bytes (and every older entry still verifies)."""
+EVENT_VERSION = 2
+"""``v`` of the events written now. Version 1 events (before the decision fields) carry no
+decision: the results cross-check can only tell that their result exists."""
+_INTEGERS = ("outcome_status", "page_count", "ocr_pages")
+_BOOLEANS = ("truncated", "cached")
 
 
 def encode_event(event: Event) -> bytes:
@@ -54,15 +67,29 @@ def encode_event(event: Event) -> bytes:
     for name, value in fields.items():
         if isinstance(value, str) and len(value) > MAX_FIELD:
             raise EventError(f"{name}: got {len(value)} characters, want <= {MAX_FIELD}")
-    for name in ("outcome_status", "page_count", "ocr_pages"):
-        value = fields[name]
-        if value is not None and type(value) is not int:
-            raise EventError(f"{name} must be an int")
+    for names, kind in ((_INTEGERS, int), (_BOOLEANS, bool)):
+        for name in names:
+            value = fields[name]
+            if value is not None and type(value) is not kind:
+                raise EventError(f"{name} must be {kind.__name__}")
     for name in OMITTED_WHEN_NONE:
         if fields[name] is None:
             del fields[name]
-    fields["v"] = 1
+    fields["v"] = EVENT_VERSION
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def format_confidence(confidence: float) -> str:
+    """A confidence as event text: the shortest decimal that reads back as the same double."""
+    return repr(float(confidence))
+
+
+def scores_digest(scores: Mapping[str, float]) -> str:
+    """SHA-256 (hex) of per-label scores as canonical JSON (sorted keys, no spaces, ``repr``
+    floats): what an event records of the scores, and what a verifier recomputes from a
+    stored result."""
+    canonical = json.dumps(dict(scores), sort_keys=True, separators=(",", ":"))
+    return sha256(canonical.encode("ascii")).hexdigest()
 
 
 def decode_event(data: bytes) -> Event:

@@ -25,6 +25,16 @@ _DASH = "\u2014 "
 _ED25519 = b"\x01"
 
 
+def b64decode(text: str) -> bytes:
+    """Strict base64: only the canonical encoding of the bytes it decodes to, so no changed
+    character (in the unused low bits of the last one, say) leaves a signed note or a receipt
+    meaning the same. Raises ``binascii.Error``."""
+    raw = base64.b64decode(text, validate=True)
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise binascii.Error("not the canonical base64 encoding")
+    return raw
+
+
 def _raw(public: Ed25519PublicKey) -> bytes:
     return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
@@ -101,7 +111,7 @@ def _signature_line(text: str, name: str, private: Ed25519PrivateKey) -> str:
 
 def _b64hash(text: str, what: str) -> bytes:
     try:
-        raw = base64.b64decode(text, validate=True)
+        raw = b64decode(text)
     except binascii.Error as exc:
         raise CheckpointError(f"{what}: not base64") from exc
     if len(raw) != HASH_SIZE:
@@ -146,7 +156,7 @@ def open_note(
         if not line.startswith(_DASH) or signer != name:
             continue
         try:
-            raw = base64.b64decode(blob, validate=True)
+            raw = b64decode(blob)
         except binascii.Error as exc:
             raise SignatureError("checkpoint signature: not base64") from exc
         if raw[:4] != want_id:

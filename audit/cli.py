@@ -12,6 +12,7 @@ import json
 import os
 import ssl
 import sys
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -19,9 +20,10 @@ from typing import IO, Any
 import click
 
 from audit import checkpoint as notes
-from audit import export, options, report_data, service, store
+from audit import export, options, receipt, report_data, service, store
 from audit.admin import keygen, seal
 from audit.cosignature import WitnessKey, load_witness_key
+from audit.crosscheck import cross_check
 from audit.errors import AuditError, TamperingDetected
 from audit.export_file import read_jsonl
 from audit.integrity import Trust, VerifyResult, verify_log
@@ -37,6 +39,7 @@ from audit.witness_client import fetch_latest
 DB = options.database_url()
 KEY = click.option(
     "--public-key",
+    "--key",
     "public_key",
     envvar="AUDIT_PUBLIC_KEY",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -74,7 +77,10 @@ def _run_verify(
     trusted: Checkpoint | None,
     workers: int,
     allow_pruned: bool = False,
+    records: bool = True,
 ) -> tuple[VerifyResult | None, AuditError | None, dict[str, Any]]:
+    """Verify the log; from a database, then cross-check what repeats it (the search columns
+    and, with ``records``, the results and reviews it can read)."""
     extra: dict[str, Any] = {"origin": trust.origin, "key_name": trust.name}
     try:
         if export_file is not None:
@@ -90,6 +96,7 @@ def _run_verify(
                 database_url, trust, trusted, workers, allow_pruned=allow_pruned
             )
             with store.connect(database_url) as conn:
+                extra["cross_check"] = asdict(cross_check(conn, records))
                 extra["activity"] = service.activity(conn)
                 pending = conn.execute("SELECT count(*) FROM audit_pending").fetchone()
                 extra["pending_events"] = pending[0] if pending else 0
@@ -122,6 +129,12 @@ def _run_verify(
     help="Accept a log (or export) that starts at a signed checkpoint above seq 0.",
 )
 @WORKERS
+@click.option(
+    "--no-results",
+    "no_results",
+    is_flag=True,
+    help="Do not cross-check the results and reviews tables against the log.",
+)
 @click.option(
     "--witness",
     "witness_keys",
@@ -156,6 +169,7 @@ def verify(
     as_json: bool,
     allow_pruned: bool,
     workers: int,
+    no_results: bool,
     witness_keys: tuple[Path, ...],
     quorum: int | None,
     witness_urls: tuple[str, ...],
@@ -164,15 +178,16 @@ def verify(
     witness_cert: Path | None,
     witness_cert_key: Path | None,
 ) -> None:
-    """Verify the whole log (or everything after a trusted checkpoint); with --witness, also
-    that witnesses cosigned it."""
+    """Verify the whole log (or everything after a trusted checkpoint), then that the search
+    columns and the results and reviews tables agree with it; with --witness, also that
+    witnesses cosigned it."""
     trust = _trust(public_key, origin)
     trusted = None
     if from_checkpoint is not None:
         note = from_checkpoint.read_text(encoding="utf-8")
         trusted = notes.open_note(note, trust.name, trust.public, origin).checkpoint
     result, problem, extra = _run_verify(
-        database_url, export_file, trust, trusted, workers, allow_pruned
+        database_url, export_file, trust, trusted, workers, allow_pruned, not no_results
     )
     if problem is None and (witness_keys or witness_urls):
         if database_url is None:
@@ -267,8 +282,18 @@ def _html_report(database_url: str, body: dict[str, Any]) -> str:
 @cli.command()
 @DB
 @click.option("--actor")
-@click.option("--document", help="Document id (pseudonymised with --pseudonym-key if given).")
-@click.option("--pseudonym-key", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--document-id",
+    "--document",
+    "document",
+    help="Document id (or content hash): pseudonymised with --pseudonym-key, as the log has it.",
+)
+@click.option(
+    "--pseudonym-key",
+    envvar="AUDIT_PSEUDONYM_KEY_PATH",
+    type=click.Path(exists=True, path_type=Path),
+    help="The appliance's pseudonym key file (needs read access to it).",
+)
 @click.option("--action")
 @click.option("--outcome", type=int, help="HTTP status.")
 @click.option("--since", type=click.DateTime(), help="UTC, inclusive.")
@@ -343,6 +368,25 @@ def consistency(database_url: str, size1: int, size2: int) -> None:
     """Consistency proof between two checkpoints."""
     with store.connect(database_url) as conn:
         _emit(service.consistency(conn, size1, size2))
+
+
+@cli.command("verify-receipt")
+@click.argument("receipt_file", type=click.File("r", encoding="utf-8"))
+@KEY
+@click.option("--origin", help="Expected checkpoint origin line.")
+def verify_receipt(receipt_file: IO[str], public_key: Path, origin: str | None) -> None:
+    """Check a classification's receipt offline (GET /api/v1/classifications/<id>/receipt):
+    the checkpoint's signature, the entry's inclusion; print the event it proves. Exits 1 if
+    it does not verify."""
+    verified = receipt.verify(receipt.parse(receipt_file.read()), _trust(public_key, origin))
+    _emit(
+        {
+            "status": "ok",
+            "seq": verified.index,
+            "tree_size": verified.tree_size,
+            "event": service.event_json(verified.event),
+        }
+    )
 
 
 cli.add_command(seal)

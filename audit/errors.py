@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from audit.types import TamperKind
+    from collections.abc import Sequence
+
+    from audit.types import Finding, TamperKind
 
 
 class AuditError(Exception):
@@ -77,3 +79,14 @@ class TamperingDetected(AuditError):
         self.kind = kind
         self.seq = seq
         self.detail = detail
+
+
+class RecordsTampered(TamperingDetected):
+    """The search columns, or the results and reviews tables, disagree with the signed log:
+    every ``finding`` (the first one gives ``kind`` and ``seq``, -1 when it has no event)."""
+
+    def __init__(self, findings: Sequence[Finding]) -> None:
+        first = findings[0]
+        more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
+        super().__init__(first.kind, -1 if first.seq is None else first.seq, first.detail + more)
+        self.findings = tuple(findings)

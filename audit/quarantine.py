@@ -12,12 +12,11 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import psycopg
 
-from audit import metrics
+from audit import metrics, store
 from audit.chain import KNOWN_FIELDS, REQUIRED_FIELDS, encode_event
 from audit.signer import Signer
 from audit.types import Event
@@ -29,55 +28,53 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Pending:
-    """A row of ``audit_pending`` (``id`` -1: an event of the sealer's own, not from the table)."""
+    """A row of ``audit_pending`` as the sealer reads it."""
 
     id: int
     event_id: uuid.UUID
     event: bytes
-    occurred_at: datetime
-    actor: str | None
-    action: str
-    resource: str | None
-    outcome_status: int
     already_sealed: bool = False
     """An entry with this event id is in the log already."""
+
+
+@dataclass(frozen=True)
+class Sealable:
+    """An event to seal (a pending row's or the sealer's own), with its search columns
+    (``store.SEARCH_COLUMNS``) taken from its own bytes, so a sealed row's columns say what its
+    hashed bytes say."""
+
+    event_id: uuid.UUID
+    event: bytes
+    columns: tuple[Any, ...]
 
 
 def fetch(conn: psycopg.Connection[Any], limit: int) -> list[Pending]:
     """The oldest pending rows, each marked if its event id is sealed already (one query: the
     index answers that per row, no list of ids is sent)."""
     rows = conn.execute(
-        "SELECT p.id, p.event_id, p.event, p.occurred_at, p.actor, p.action, p.resource,"
-        " p.outcome_status,"
+        "SELECT p.id, p.event_id, p.event,"
         " EXISTS (SELECT 1 FROM audit_entries e WHERE e.event_id = p.event_id)"
         " FROM audit_pending p ORDER BY p.id LIMIT %s",
         [limit],
     ).fetchall()
-    return [Pending(r[0], r[1], bytes(r[2]), *r[3:]) for r in rows]
+    return [Pending(r[0], r[1], bytes(r[2]), r[3]) for r in rows]
 
 
-def own_row(event: Event) -> Pending:
+def own_row(event: Event) -> Sealable:
     """A sealer's event as a row to seal."""
-    return Pending(
-        id=-1,
-        event_id=uuid.UUID(event.event_id),
-        event=encode_event(event),
-        occurred_at=datetime.fromisoformat(event.occurred_at),
-        actor=event.actor_subject,
-        action=event.action,
-        resource=event.resource,
-        outcome_status=event.outcome_status,
-    )
+    encoded = encode_event(event)
+    return Sealable(uuid.UUID(event.event_id), encoded, store.search_values(json.loads(encoded)))
 
 
-def screen(conn: psycopg.Connection[Any], rows: list[Pending], signer: Signer) -> list[Pending]:
+def screen(conn: psycopg.Connection[Any], rows: list[Pending], signer: Signer) -> list[Sealable]:
     """The rows to seal, in order, with each unsealable row quarantined and replaced by the
     sealer's entry about it. Runs in the sealer's batch transaction."""
     sealable = []
     for row in rows:
-        reason = "already_sealed" if row.already_sealed else _unreadable(row)
-        if reason is None:
-            sealable.append(row)
+        readable = _readable(row)
+        reason = "already_sealed" if row.already_sealed else readable
+        if isinstance(reason, tuple):
+            sealable.append(Sealable(row.event_id, row.event, reason))
             continue
         conn.execute(
             "INSERT INTO audit_quarantine (pending_id, event_id, event, reason)"
@@ -94,15 +91,16 @@ def screen(conn: psycopg.Connection[Any], rows: list[Pending], signer: Signer) -
     return sealable
 
 
-def _unreadable(row: Pending) -> str | None:
-    """Why the row's event cannot go into the log as it is, or None. On every row sealed: a
-    JSON parse and key checks, which is what ``decode_event`` needs, without building it."""
+def _readable(row: Pending) -> tuple[Any, ...] | str:
+    """The event's search columns, or why it cannot go into the log as it is. On every row
+    sealed: a JSON parse and key checks, which is what ``decode_event`` needs, without
+    building it."""
     try:
         fields = json.loads(row.event)
-    except ValueError:
+        if not isinstance(fields, dict) or not REQUIRED_FIELDS <= fields.keys() <= KNOWN_FIELDS:
+            return "unreadable_event"
+        if fields["event_id"] != str(row.event_id):
+            return "event_id_mismatch"
+        return store.search_values(fields)
+    except (ValueError, TypeError):
         return "unreadable_event"
-    if not isinstance(fields, dict) or not REQUIRED_FIELDS <= fields.keys() <= KNOWN_FIELDS:
-        return "unreadable_event"
-    if fields["event_id"] != str(row.event_id):
-        return "event_id_mismatch"
-    return None

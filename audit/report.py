@@ -13,6 +13,9 @@ def render_text(body: dict[str, Any]) -> str:
     if "tampering" in body:
         t = body["tampering"]
         lines.append(f"TAMPERING: {t['kind']} at seq {t['seq']}: {t['detail']}")
+        for f in t.get("findings", []):
+            where = "no event" if f["seq"] is None else f"event seq {f['seq']}"
+            lines.append(f"  {f['kind'].replace('_', ' ')}: {f['id'] or '-'} ({where})")
     if "error" in body:
         lines.append(f"Error: {body['error']}")
     if "entries" in body:
@@ -27,6 +30,13 @@ def render_text(body: dict[str, Any]) -> str:
             lines.append(
                 "Newest checkpoint:\n  " + body["latest_checkpoint"]["note"].replace("\n", "\n  ")
             )
+    if "cross_check" in body:
+        c = body["cross_check"]
+        tables = ", ".join(
+            f"{c[name]} {name}" if c[name] is not None else f"{name} not checked"
+            for name in ("results", "reviews")
+        )
+        lines.append(f"Cross-checked with the log: {c['rows']} rows' search columns, {tables}")
     if "witnessed" in body:
         w = body["witnessed"]
         lines.append(f"Witnessed: checkpoint of size {w['size']} cosigned by {w['quorum']}+")

@@ -5,9 +5,10 @@ sealer that dies loses it with its connection. Fencing: every batch starts with
 ``SELECT ... FROM audit_chain_head FOR UPDATE`` and compares the head with the sealer's memory;
 if it moved, the sealer re-checks the database against the last tree it signed (kept outside
 the database, see ``sealer_state``) and refuses to sign a log that does not extend that tree.
-Each batch is one transaction (insert entries, delete their pending rows, move the head, maybe
-add a checkpoint), so a killed sealer leaves either all of a batch or none of it: every
-committed event is sealed exactly once. A pending row that cannot be sealed (already sealed,
+Each batch is one transaction (insert entries with search columns taken from their own bytes,
+store the tree nodes they complete, delete their pending rows, move the head, maybe add a
+checkpoint), so a killed sealer leaves either all of a batch or none of it: every committed
+event is sealed exactly once. A pending row that cannot be sealed (already sealed,
 unreadable) is moved to ``audit_quarantine`` and the quarantine itself is sealed as an entry.
 """
 
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from audit import checkpoint as notes
 from audit import metrics, quarantine, store, tree_nodes
@@ -51,6 +53,9 @@ KEY_ROTATED = "audit_key_rotated"
 """Action of the entry recording a hand-over of checkpoint signing to a new key."""
 RESTORE_ACCEPTED = "audit_restore_accepted"
 """Action of the entry recording an operator's ``seal --accept-restore``."""
+COPY_ENTRIES = sql.SQL(
+    "COPY audit_entries (seq, event_id, entry, entry_hash, chain_hash, {}) FROM STDIN"
+).format(sql.SQL(", ").join(map(sql.Identifier, store.SEARCH_COLUMNS)))
 
 
 class Sealer:
@@ -62,7 +67,7 @@ class Sealer:
         signer: Signer,
         state: SealerState,
         batch_size: int = 2000,
-        checkpoint_interval_s: float = 10.0,
+        checkpoint_interval_s: float = 0.5,
         witnesses: Submitter | None = None,
     ) -> None:
         """``witnesses``: where each new checkpoint is submitted for cosigning (or nowhere)."""
@@ -237,7 +242,7 @@ class Sealer:
         return sealed
 
     def _seal_rows(
-        self, conn: psycopg.Connection[Any], own: list[quarantine.Pending]
+        self, conn: psycopg.Connection[Any], own: list[quarantine.Sealable]
     ) -> tuple[int, int, ChainHash, list[bytes]]:
         """Seal a batch; (pending rows sealed, new head seq, its chain hash, new leaf hashes)."""
         rows = quarantine.fetch(conn, self.batch_size)
@@ -246,30 +251,14 @@ class Sealer:
             return 0, self._head_seq, self._head_chain, leaves
         sealable = own + quarantine.screen(conn, rows, self.signer)
         seq, chain = self._head_seq, self._head_chain
-        with conn.cursor().copy(
-            "COPY audit_entries (seq, event_id, entry, entry_hash, chain_hash, occurred_at,"
-            " actor, action, resource, outcome_status) FROM STDIN"
-        ) as copy:
+        with conn.cursor().copy(COPY_ENTRIES) as copy:
             for row in sealable:
                 seq += 1
                 entry = wrap(seq, row.event)
                 digest = entry_hash(entry)
                 chain = chain_hash(chain, digest)
                 leaves.append(digest)
-                copy.write_row(
-                    (
-                        seq,
-                        row.event_id,
-                        entry,
-                        digest,
-                        chain,
-                        row.occurred_at,
-                        row.actor,
-                        row.action,
-                        row.resource,
-                        row.outcome_status,
-                    )
-                )
+                copy.write_row((seq, row.event_id, entry, digest, chain, *row.columns))
         conn.execute("DELETE FROM audit_pending WHERE id = ANY(%s)", [[r.id for r in rows]])
         conn.execute(
             "UPDATE audit_chain_head SET seq = %s, chain_hash = %s, updated_at = now()"

@@ -15,11 +15,11 @@ import psycopg
 
 from audit import checkpoint as notes
 from audit import store, stored_proofs
-from audit.chain import decode_event, event_bytes
-from audit.errors import AuditError, ProofError, TamperingDetected
+from audit.chain import OMITTED_WHEN_NONE, decode_event, event_bytes
+from audit.errors import AuditError, ProofError, RecordsTampered, TamperingDetected
 from audit.integrity import Trust, VerifyResult, verify_log
 from audit.rfc6962 import hash_leaf
-from audit.types import Checkpoint, Hash, StoredCheckpoint
+from audit.types import Checkpoint, Event, Hash, StoredCheckpoint
 
 LEAVES = "SELECT entry_hash FROM audit_entries WHERE seq < %s ORDER BY seq"
 """Stored entry hashes are the RFC 6962 leaf hashes: a proof built from an altered one fails to
@@ -135,6 +135,11 @@ def report(result: VerifyResult | None, problem: AuditError | None, **extra: Any
             "seq": problem.seq,
             "detail": problem.detail,
         }
+        if isinstance(problem, RecordsTampered):
+            body["tampering"]["findings"] = [
+                {"kind": f.kind.value, "seq": f.seq, "id": f.record_id, "detail": f.detail}
+                for f in problem.findings
+            ]
     elif problem is not None:
         body["error"] = str(problem)
     return body
@@ -151,5 +156,10 @@ def activity(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
 
 def entry_json(seq: int, entry: bytes) -> dict[str, Any]:
     """A sealed entry for people: its seq and decoded event fields."""
-    event = decode_event(event_bytes(entry))
-    return {"seq": seq, **{k: v for k, v in vars(event).items()}}
+    return {"seq": seq, **event_json(decode_event(event_bytes(entry)))}
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    """An event's fields; the later optional ones only when it carries them (older versions,
+    other actions do not), as in its canonical bytes."""
+    return {k: v for k, v in vars(event).items() if v is not None or k not in OMITTED_WHEN_NONE}

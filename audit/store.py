@@ -9,7 +9,7 @@ from __future__ import annotations
 import queue
 import threading
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -40,6 +40,34 @@ INSERT_PENDING = (
     .as_bytes()
 )
 """Rendered once: psycopg would render a composed statement again on every execution."""
+
+
+SEARCH_COLUMNS = {
+    "occurred_at": "occurred_at",
+    "actor": "actor_subject",
+    "action": "action",
+    "resource": "resource",
+    "outcome_status": "outcome_status",
+    "result_id": "result_id",
+}
+"""The search columns of ``audit_entries`` and the event field each repeats. The sealer fills
+them from the hashed bytes (``search_values``); ``audit.crosscheck`` checks they still agree."""
+
+
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "occurred_at": datetime.fromisoformat,
+    "result_id": uuid.UUID,
+}
+
+
+def search_values(fields: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The ``SEARCH_COLUMNS`` values of a decoded event, in order; ValueError or TypeError if
+    a field cannot be one (a time that does not parse, a result id that is not a UUID)."""
+    values = []
+    for column, name in SEARCH_COLUMNS.items():
+        value, parse = fields.get(name), _PARSERS.get(column)
+        values.append(value if value is None or parse is None else parse(value))
+    return tuple(values)
 
 
 def dsn(url: str) -> str:

@@ -30,6 +30,29 @@ class TamperKind(enum.StrEnum):
     """The newest checkpoint lacks the required witness cosignatures."""
     FORKED = "forked"
     """A witness cosigned a tree this log does not contain (a rollback or a fork)."""
+    COLUMNS_MODIFIED = "columns_modified"
+    """A search column of a sealed row (actor, action, ...) no longer says what its hashed
+    bytes say: an edit that would hide the event from ``search``."""
+    RESULT_MODIFIED = "result_modified"
+    """A stored result's label, confidence, model or versions differ from its event."""
+    RESULT_INSERTED = "result_inserted"
+    """A stored result no event records."""
+    RESULT_DELETED = "result_deleted"
+    """An event records a result the results table no longer holds."""
+    REVIEW_MODIFIED = "review_modified"
+    REVIEW_INSERTED = "review_inserted"
+    REVIEW_DELETED = "review_deleted"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One disagreement between the log and the tables that repeat it: what kind, the event's
+    seq (None: no sealed event, or none at all), and the result or review it is about."""
+
+    kind: TamperKind
+    seq: int | None
+    record_id: str | None
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -64,6 +87,30 @@ class Event:
     """How many of the pages read had their text from OCR."""
     file_mode: str | None = None
     """``document``, ``pages`` or ``split``."""
+    label: str | None = None
+    """What the appliance decided (classification events): the label answered."""
+    confidence: str | None = None
+    """The answer's confidence, as the shortest decimal text that reads back as the stored
+    double (``repr``): canonical bytes hold no floats."""
+    scores_sha256: str | None = None
+    """SHA-256 (hex) of the per-label scores as canonical JSON (``audit.chain.scores_digest``)."""
+    model: str | None = None
+    """The served model name that answered."""
+    model_digest: str | None = None
+    """The weights' digest (``sha256:<hex>``) the server exposed or the operator configured."""
+    prompt_version: str | None = None
+    """SHA-256 (hex) of the prompt template, the decoding parameters and the token budget."""
+    taxonomy_version: str | None = None
+    truncated: bool | None = None
+    """Whether the document was cut to the token budget before the model read it."""
+    cached: bool | None = None
+    """Whether the answer was served from an earlier result (the dedupe cache)."""
+    cached_from: str | None = None
+    """The result id the answer was reused from, when it was."""
+    review_id: str | None = None
+    """Review events: the stored review's id (``result_id`` is the reviewed result)."""
+    review_label: str | None = None
+    """Review events: the reviewer's label."""
 
 
 Row = tuple[int, bytes, bytes, bytes]

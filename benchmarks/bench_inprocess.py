@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 from appliance import migrate
 from appliance.app import create_app
@@ -19,7 +21,7 @@ from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY, ROLES
 from appliance.services import build_services
 from appliance.settings import Settings
 from benchmarks.bench_classify import document, instant_upstream
-from harness import postgres
+from harness import audit_keys, postgres
 from harness.identity import identity
 
 
@@ -34,7 +36,11 @@ def main() -> None:
             url = postgres.sqlalchemy_url(databases.create())
             migrate.upgrade(url)
             with instant_upstream() as upstream:
-                app = create_app(build_services(Settings(database_url=url, vllm_base_url=upstream)))
+                key = audit_keys.pseudonym_key(Path(tempfile.mkdtemp()))
+                settings = Settings(
+                    database_url=url, vllm_base_url=upstream, audit_pseudonym_key_path=key
+                )
+                app = create_app(build_services(settings))
                 client = app.test_client()
                 # What the mTLS middleware would publish (environ_base is typed str-only).
                 client.environ_base[IDENTITY_ENVIRON_KEY] = identity(*ROLES)  # type: ignore[assignment]

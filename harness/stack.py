@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from appliance import migrate
-from harness import postgres
+from harness import audit_keys, postgres
 from harness.tls import ClientCert, DevPki, GunicornServer, run_gunicorn
 from harness.upstream import VllmEndpoint
 
@@ -35,6 +35,8 @@ class Stack:
     pki: DevPki
     client_cert: ClientCert
     database_url: str
+    pseudonym_key: Path
+    """The audit pseudonym key the appliance was given (as every install gives it one)."""
 
     def client_options(self) -> dict[str, object]:
         """Keyword arguments for httpx clients: trust the dev CA, present the client cert."""
@@ -72,8 +74,10 @@ def appliance_stack(
     client_cert = pki.client("bench", f"URI:{CLIENT_URI}")
     roles = workdir / "roles.yaml"
     roles.write_text(ROLES)
+    pseudonym_key = audit_keys.pseudonym_key(workdir)
     env = {
         "APPLIANCE_DATABASE_URL": logins.url(sqlalchemy_url, logins.app),
+        audit_keys.ENV: str(pseudonym_key),
         **vllm.env,
         **(extra_env or {}),
     }
@@ -81,4 +85,4 @@ def appliance_stack(
     with run_gunicorn(
         "appliance.wsgi:app", pki=pki, roles_path=roles, env=env, command=serve
     ) as server:
-        yield Stack(server, pki, client_cert, sqlalchemy_url)
+        yield Stack(server, pki, client_cert, sqlalchemy_url, pseudonym_key)

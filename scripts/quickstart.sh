@@ -74,6 +74,11 @@ YAML
   "$VENV/bin/audit-tool" keygen --name docclass-appliance/audit --out "$PKI/audit-signing" >/dev/null
 }
 
+audit_pseudonym_key() {  # document ids and content hashes reach the audit log as HMAC pseudonyms
+  [ -f "$PKI/audit-pseudonym.key" ] && return 0
+  (umask 077 && openssl rand -hex 32 >"$PKI/audit-pseudonym.key")
+}
+
 start_appliance() {
   "$VENV/bin/appliance" pki --dir "$PKI" crl >/dev/null  # the dev CRL lasts days: re-sign it
   export APPLIANCE_TLS_CERT=$PKI/server.pem APPLIANCE_TLS_KEY=$PKI/server.key
@@ -81,6 +86,7 @@ start_appliance() {
   export APPLIANCE_ROLES_PATH=$STATE/roles.yaml APPLIANCE_BIND=127.0.0.1:$API_PORT
   export APPLIANCE_AUDIT_VERIFIER_KEY_PATH=$PKI/audit-signing.vkey
   export APPLIANCE_AUDIT_ORIGIN=docclass-appliance/audit
+  export APPLIANCE_AUDIT_PSEUDONYM_KEY_PATH=$PKI/audit-pseudonym.key
   log "migrating the database"
   "$VENV/bin/appliance" db upgrade
   log "starting the audit sealer"
@@ -112,6 +118,7 @@ main() {
   start_postgres
   start_vllm
   dev_certificates
+  audit_pseudonym_key
   start_appliance
   log "classifying a sample document"
   api /api/v1/classify-document -H 'Content-Type: application/json' -d @- <<'JSON' | "$VENV/bin/python" -m json.tool

@@ -11,14 +11,25 @@ See harness/postgres.py for where the server comes from.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
 from appliance import migrate
-from harness import postgres, vllm_cpu
+from harness import audit_keys, postgres, vllm_cpu
 from harness.fake_vllm import FakeVllm, running_fake_vllm
 from harness.upstream import VllmEndpoint
+
+
+@pytest.fixture(scope="session", autouse=True)
+def audit_pseudonym_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The appliance as every install sets it up, with a pseudonym key: in the environment, so
+    every ``Settings`` and every process the tests start has it (a test opts out explicitly)."""
+    path = audit_keys.pseudonym_key(tmp_path_factory.mktemp("audit-pseudonym"))
+    with pytest.MonkeyPatch.context() as environment:
+        environment.setenv(audit_keys.ENV, str(path))
+        yield path
 
 
 @pytest.fixture(scope="session")
@@ -37,9 +48,7 @@ def logins(pg_admin_url: str) -> Iterator[postgres.Logins]:
 
 
 @pytest.fixture(scope="session")
-def create_database(
-    pg_admin_url: str, logins: postgres.Logins
-) -> Iterator[Callable[..., str]]:
+def create_database(pg_admin_url: str, logins: postgres.Logins) -> Iterator[Callable[..., str]]:
     """Factory: ``create_database()`` returns the superuser URL of a fresh, empty database
     owned by the owner login."""
     factory = postgres.DatabaseFactory(pg_admin_url, owner=logins.owner)
@@ -73,9 +82,11 @@ def vllm_server() -> Iterator[VllmEndpoint]:
 @pytest.fixture
 def clean_database(migrated_admin_url: str, migrated_database_url: str) -> str:
     """The session's migrated database with no results or reviews left by earlier tests, as
-    the application's login."""
+    the application's login. (The tables are append-only: the superuser sets triggers aside for
+    this transaction.)"""
     engine = create_engine(migrated_admin_url)
     with engine.begin() as connection:
+        connection.execute(text("SET LOCAL session_replication_role = replica"))
         connection.execute(text("TRUNCATE classification_results CASCADE"))
     engine.dispose()
     return migrated_database_url

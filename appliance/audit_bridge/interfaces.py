@@ -22,6 +22,7 @@ class Action(enum.StrEnum):
     CLASSIFY_BATCH = "classify_batch"
     CLASSIFY_FILE = "classify_file"
     READ_CLASSIFICATION = "read_classification"
+    READ_RECEIPT = "read_receipt"
     READ_REVIEW_QUEUE = "read_review_queue"
     REVIEW_CLASSIFICATION = "review_classification"
     AUDIT_SEARCH = "audit_search"
@@ -58,6 +59,9 @@ class AuditEvent:
     on_behalf_of: str | None = None
     file: FileFacts | None = None
     """What was classified when it was a file (never its content)."""
+    decision: Decision | None = None
+    """What a classification decided, and what produced it."""
+    review: ReviewFacts | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,32 @@ class FileFacts:
     mode: str
     page_count: int | None = None
     ocr_pages: int | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A classification's answer as the audit log records it, so the log alone says what was
+    decided for a document and by which model, prompt and taxonomy (the scores as a digest)."""
+
+    label: str
+    confidence: float
+    scores: Mapping[str, float]
+    model: str
+    model_digest: str | None
+    prompt_version: str | None
+    taxonomy_version: str
+    truncated: bool
+    cached_from: str | None = None
+    """The result the answer was served from (the dedupe cache); None when the model answered."""
+
+
+@dataclass(frozen=True)
+class ReviewFacts:
+    """A human review as the audit log records it: which review, and the reviewer's label (the
+    reviewed result is the event's ``result_id``; the note is never logged)."""
+
+    review_id: str
+    label: str
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,9 @@ from appliance.audit_bridge.interfaces import (
     AuditEvent,
     AuditReceipt,
     AuditSink,
+    Decision,
     FileFacts,
+    ReviewFacts,
     RowInsert,
 )
 from appliance.context import RequestContext
@@ -42,6 +44,8 @@ class Subject:
     content_sha256: str | None = None
     on_behalf_of: str | None = None
     file: FileFacts | None = None
+    decision: Decision | None = None
+    review: ReviewFacts | None = None
 
 
 NOTHING = Subject()
@@ -109,4 +113,6 @@ class AuditRecorder:
             content_sha256=subject.content_sha256,
             on_behalf_of=subject.on_behalf_of,
             file=subject.file,
+            decision=subject.decision,
+            review=subject.review,
         )

@@ -2,7 +2,7 @@
 
 ``PostgresAuditSink`` implements ``AuditSink``: ``record`` adds the event to the caller's open
 psycopg transaction (it commits with the result, or neither does); ``record_standalone`` commits
-it on its own. Document ids become HMAC pseudonyms when a key file
+it on its own. Document ids and content hashes become HMAC pseudonyms when a key file
 is configured. A lost database raises ``DatabaseUnavailable``, any other failure
 ``AuditUnavailable``: nothing proceeds unaudited.
 """
@@ -19,23 +19,64 @@ import psycopg
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from appliance.audit_bridge.interfaces import AuditEvent, AuditReceipt, RowInsert
+from appliance.audit_bridge.interfaces import AuditEvent, AuditReceipt, Decision, RowInsert
 from appliance.db import autocommit, database_errors
-from appliance.errors import AuditUnavailable, DatabaseUnavailable
+from appliance.errors import (
+    AuditUnavailable,
+    DatabaseUnavailable,
+    InvalidRequest,
+    NotFound,
+    NotYetAvailable,
+    ServiceUnavailable,
+)
 from appliance.settings import Settings
 from audit import checkpoint as notes
-from audit import pseudonym, store
-from audit.chain import format_time
-from audit.errors import AuditError
+from audit import pseudonym, receipt, store
+from audit.chain import format_confidence, format_time, scores_digest
+from audit.errors import AuditError, KeyFileError, ProofError, StoreError
 from audit.integrity import Trust
+from audit.receipt import NotSealedYet
 from audit.types import Event
 
 
-def resource(key: bytes | None, document_id: str | None) -> str | None:
-    """What the log stores for a document id: its pseudonym when a key is configured."""
-    if document_id is None or key is None:
-        return document_id
-    return pseudonym.pseudonymise(key, document_id)
+def pseudonymised(key: bytes | None, value: str | None) -> str | None:
+    """What the log stores for a document id or a content hash: its pseudonym when a key is
+    configured (a hash of a short templated document could otherwise be confirmed by hashing
+    guesses)."""
+    if value is None or key is None:
+        return value
+    return pseudonym.pseudonymise(key, value)
+
+
+def load_pseudonym_key(settings: Settings) -> bytes | None:
+    """The key for audit pseudonyms. Fails closed: no key is an error unless the operator opted
+    out (``audit_raw_identifiers``), so an MRN-style id never reaches the log by omission."""
+    if settings.audit_pseudonym_key_path is not None:
+        return pseudonym.load_key(settings.audit_pseudonym_key_path)
+    if settings.audit_raw_identifiers:
+        return None
+    raise KeyFileError(
+        "no audit pseudonym key: set APPLIANCE_AUDIT_PSEUDONYM_KEY_PATH (every install generates"
+        " one), or APPLIANCE_AUDIT_RAW_IDENTIFIERS=true to log raw document ids"
+    )
+
+
+def decision_fields(decision: Decision | None) -> dict[str, Any]:
+    """The event fields of a classification's decision (none for other events)."""
+    if decision is None:
+        return {}
+    return {
+        "label": decision.label,
+        "confidence": format_confidence(decision.confidence),
+        "scores_sha256": scores_digest(decision.scores),
+        "model": decision.model,
+        "model_digest": decision.model_digest,
+        "prompt_version": decision.prompt_version,
+        "taxonomy_version": decision.taxonomy_version,
+        "truncated": decision.truncated,
+        "cached": decision.cached_from is not None,
+        "cached_from": decision.cached_from,
+    }
 
 
 class PostgresAuditSink:
@@ -56,14 +97,17 @@ class PostgresAuditSink:
             actor_fingerprint=event.actor_fingerprint,
             source_address=event.source_address,
             error_code=event.error_code,
-            resource=resource(self._key, event.document_id),
+            resource=pseudonymised(self._key, event.document_id),
             result_id=event.result_id,
-            content_sha256=event.content_sha256,
+            content_sha256=pseudonymised(self._key, event.content_sha256),
             on_behalf_of=event.on_behalf_of,
-            file_sha256=event.file.sha256 if event.file else None,
+            file_sha256=pseudonymised(self._key, event.file.sha256) if event.file else None,
             page_count=event.file.page_count if event.file else None,
             ocr_pages=event.file.ocr_pages if event.file else None,
             file_mode=event.file.mode if event.file else None,
+            review_id=event.review.review_id if event.review else None,
+            review_label=event.review.label if event.review else None,
+            **decision_fields(event.decision),
         )
 
     def _params(self, event: AuditEvent) -> tuple[str, dict[str, Any]]:
@@ -104,6 +148,21 @@ def _statement_with(row: RowInsert) -> bytes:
     return b"WITH audited_row AS (" + row.statement + b") " + store.INSERT_PENDING
 
 
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    """Audit library errors as the appliance's error types (one place)."""
+    try:
+        yield
+    except NotSealedYet as exc:
+        raise NotYetAvailable(str(exc)) from exc
+    except ProofError as exc:
+        raise NotFound(str(exc)) from exc
+    except StoreError as exc:
+        raise ServiceUnavailable(str(exc)) from exc
+    except AuditError as exc:
+        raise InvalidRequest(str(exc)) from exc
+
+
 def _trust(path: Path, origin: str) -> Trust:
     """Verifier key for ``POST /audit/verify``: a ``.vkey`` file is enough (the API then never
     holds the signing key); a private PEM works too, its public half is used."""
@@ -126,12 +185,17 @@ class AuditReader:
             self._trust = _trust(path, settings.audit_origin)
 
     def resource(self, document_id: str | None) -> str | None:
-        return resource(self._key, document_id)
+        return pseudonymised(self._key, document_id)
 
     @property
     def trust(self) -> Trust | None:
         """The verifier key derived from the configured signing key (None if not configured)."""
         return self._trust
+
+    def receipt(self, result_id: uuid.UUID) -> str:
+        """The C2SP tlog-proof receipt of the event that recorded ``result_id``."""
+        with translated(), self.connection() as conn:
+            return receipt.for_result(conn, result_id).render()
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:

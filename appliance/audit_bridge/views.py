@@ -5,8 +5,6 @@ Every request here is itself audited by the request hook (``appliance.audit_brid
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,13 +12,13 @@ from flask import Blueprint, Response, request
 
 from appliance.audit_bridge.declare import audited
 from appliance.audit_bridge.interfaces import Action
-from appliance.audit_bridge.services import AuditReader
+from appliance.audit_bridge.services import AuditReader, translated
 from appliance.errors import InvalidRequest, NotFound, ServiceUnavailable
 from appliance.identity.access import requires_roles
 from appliance.requests import IntegerQuery, storable_parameter
 from appliance.web import current_services
 from audit import service, store
-from audit.errors import AuditError, ProofError, StoreError
+from audit.errors import AuditError
 
 bp = Blueprint("audit", __name__, url_prefix="/api/v1/audit")
 MAX_LIMIT = 1000
@@ -37,19 +35,6 @@ SEARCH_TIMES = ("since", "until")
 
 def _reader() -> AuditReader:
     return current_services().audit_reader
-
-
-@contextmanager
-def _translated() -> Iterator[None]:
-    """Audit library errors as the appliance's error types (one place)."""
-    try:
-        yield
-    except ProofError as exc:
-        raise NotFound(str(exc)) from exc
-    except StoreError as exc:
-        raise ServiceUnavailable(str(exc)) from exc
-    except AuditError as exc:
-        raise InvalidRequest(str(exc)) from exc
 
 
 def _text(name: str) -> str | None:
@@ -83,7 +68,7 @@ def audit_search_events() -> dict[str, Any]:
         after_seq=AFTER_SEQ.require(request.args),
         limit=LIMIT.require(request.args),
     )
-    with _translated(), reader.connection() as conn:
+    with translated(), reader.connection() as conn:
         events = [service.entry_json(seq, entry) for seq, entry in store.search(conn, where)]
     next_after = events[-1]["seq"] if len(events) == where.limit else None
     return {"events": events, "next_after_seq": next_after}
@@ -93,7 +78,7 @@ def audit_search_events() -> dict[str, Any]:
 @audited(Action.AUDIT_READ_EVENT)
 @requires_roles("auditor")
 def audit_get_event(seq: int) -> dict[str, Any]:
-    with _translated(), _reader().connection() as conn:
+    with translated(), _reader().connection() as conn:
         entry = store.entry_at(conn, seq)
     if entry is None:
         raise NotFound(f"no sealed audit entry with seq {seq}")
@@ -105,7 +90,7 @@ def audit_get_event(seq: int) -> dict[str, Any]:
 @requires_roles("auditor")
 def audit_inclusion_proof(seq: int) -> dict[str, Any]:
     tree_size = TREE_SIZE.read(request.args)
-    with _translated(), _reader().connection() as conn:
+    with translated(), _reader().connection() as conn:
         return service.inclusion(conn, seq, tree_size)
 
 
@@ -113,7 +98,7 @@ def audit_inclusion_proof(seq: int) -> dict[str, Any]:
 @audited(Action.AUDIT_READ_CHECKPOINT)
 @requires_roles("auditor")
 def audit_latest_checkpoint() -> Response:
-    with _translated(), _reader().connection() as conn:
+    with translated(), _reader().connection() as conn:
         latest = store.latest_checkpoint(conn)
     if latest is None:
         raise NotFound("no checkpoint has been signed yet")
@@ -125,7 +110,7 @@ def audit_latest_checkpoint() -> Response:
 @requires_roles("auditor")
 def audit_consistency() -> dict[str, Any]:
     size1, size2 = FROM_SIZE.require(request.args), TO_SIZE.require(request.args)
-    with _translated(), _reader().connection() as conn:
+    with translated(), _reader().connection() as conn:
         return service.consistency(conn, size1, size2)
 
 
@@ -136,7 +121,7 @@ def audit_verify() -> dict[str, Any]:
     reader = _reader()
     if reader.trust is None:
         raise ServiceUnavailable("no audit signing key is configured; verification is unavailable")
-    with _translated(), reader.connection() as conn:
+    with translated(), reader.connection() as conn:
         try:
             result, problem = service.verify_database(conn, reader.trust), None
         except AuditError as exc:

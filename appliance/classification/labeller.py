@@ -42,27 +42,29 @@ class Labeller:
         self._codes = taxonomy.code_to_label
         self._system = system_prompt(taxonomy)
         self._max_document_tokens = max_document_tokens
-        self.fingerprint = self._fingerprint()
+        self.fingerprint = _digest(self._shape(model=asdict(self.model)))
+        self.prompt_version = _digest(self._shape(decoding=self.model.decoding))
+        """SHA-256 (hex) of the prompt template, the decoding settings and the token budget:
+        what the audit log records of how the model was asked, next to the model's identity."""
 
     @property
     def model(self) -> ModelIdentity:
         return self._backend.identity
 
-    def _fingerprint(self) -> str:
-        """SHA-256 (hex) of everything besides the text that shapes an answer: the model and its
-        weights, the decoding settings, the prompt around the document, the token budget. A
-        stored result is reused only under the same fingerprint, so a new prompt, new decoding
-        settings or swapped weights under the same served name ask the model again."""
+    def _shape(self, **extra: object) -> dict[str, object]:
+        """Everything besides the text that shapes an answer: the prompt around the document
+        and the token budget, with ``extra``. ``fingerprint`` adds the model (its weights and
+        decoding settings): a stored result is reused only under the same fingerprint, so a new
+        prompt, new decoding settings or swapped weights under the same served name ask the
+        model again."""
         template = self.prompt("\x00document\x00")
-        shape = {
-            "model": asdict(self.model),
+        return {
             "instructions": template.instructions,
             "question": template.question,
             "choices": template.choices,
             "max_document_tokens": self._max_document_tokens,
+            **extra,
         }
-        canonical = json.dumps(shape, sort_keys=True, ensure_ascii=True)
-        return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
     def label(self, text: str) -> Labelled:
         document, truncated = self.fit_to_budget(text)
@@ -91,3 +93,8 @@ class Labeller:
                     f"answer code {code!r} is not a single token for model {self.model.served_name}"
                 )
         self.label(WARM_UP_DOCUMENT)
+
+
+def _digest(shape: dict[str, object]) -> str:
+    canonical = json.dumps(shape, sort_keys=True, ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()

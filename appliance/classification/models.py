@@ -24,7 +24,8 @@ from appliance.db import Base
 
 
 class ClassificationResult(Base):
-    """One classification of one document; never updated, a new row per classification."""
+    """One classification of one document; never updated (the database refuses it to the
+    application's role), a new row per classification."""
 
     __tablename__ = "classification_results"
 
@@ -36,6 +37,11 @@ class ClassificationResult(Base):
     content_length: Mapped[int] = mapped_column(Integer)
     model: Mapped[str] = mapped_column(String(256))
     taxonomy_version: Mapped[str] = mapped_column(String(80))
+    model_digest: Mapped[str | None] = mapped_column(String(80))
+    """The weights' digest of the model that answered, when known (also in the audit event)."""
+    prompt_version: Mapped[str | None] = mapped_column(String(64))
+    """``Labeller.prompt_version``: the prompt template, decoding settings and token budget
+    (None: stored before it was recorded)."""
     labeller_fingerprint: Mapped[str | None] = mapped_column(String(64))
     """``Labeller.fingerprint`` of the model call that produced the label (None: stored before
     fingerprints, never reused)."""

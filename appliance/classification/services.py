@@ -16,7 +16,13 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from appliance import metrics
-from appliance.audit_bridge.interfaces import Action, AuditReceipt, FileFacts, RowInsert
+from appliance.audit_bridge.interfaces import (
+    Action,
+    AuditReceipt,
+    Decision,
+    FileFacts,
+    RowInsert,
+)
 from appliance.audit_bridge.recorder import AuditRecorder, Clock, Subject, utc_now
 from appliance.classification import store
 from appliance.classification.content import content_sha256
@@ -45,8 +51,9 @@ class ClassificationService:
         ``review_threshold`` for results with those labels."""
         self._engine = engine
         self._labeller = labeller
-        self._model = labeller.model.served_name
+        self._model = labeller.model
         self._fingerprint = labeller.fingerprint
+        self._prompt_version = labeller.prompt_version
         self._taxonomy_version = taxonomy_version
         self._review_threshold = review_threshold
         self._label_thresholds = dict(label_thresholds or {})
@@ -163,7 +170,7 @@ class ClassificationService:
             row.needs_review = needs_review
             row.cached_from = earlier.cached_from or earlier.id
             copy = store.result_insert(row)
-        receipt = self.record(connection, context, document, row, copy)
+        receipt = self.record(connection, context, document, row, copy, reused=True)
         metrics.CLASSIFICATIONS.labels(row.label, "cache").inc()
         return as_classification(row, cached=True, receipt=receipt)
 
@@ -184,7 +191,9 @@ class ClassificationService:
             document_id=document.document_id,
             content_sha256=digest,
             content_length=len(document.text.encode("utf-8")),
-            model=self._model,
+            model=self._model.served_name,
+            model_digest=self._model.weights_digest,
+            prompt_version=self._prompt_version,
             labeller_fingerprint=self._fingerprint,
             taxonomy_version=self._taxonomy_version,
             requested_by=context.identity.name if context.identity else None,
@@ -199,15 +208,22 @@ class ClassificationService:
         document: Document,
         row: ClassificationResult | StoredRow,
         insert: RowInsert | None,
+        reused: bool = False,
     ) -> AuditReceipt:
-        """The classification's audit event, with ``insert`` (its new row) in one statement."""
-        subject = self._subject(document, row.content_sha256, row)
+        """The classification's audit event, with ``insert`` (its new row) in one statement.
+        ``reused``: ``row`` is a stored result answering again (``insert`` is None) or the
+        copy of one (``insert`` is its new row)."""
+        served_from = row.id if reused and insert is None else row.cached_from
+        subject = self._subject(document, row.content_sha256, row, served_from)
         action = Action.CLASSIFY_DOCUMENT if row.file_sha256 is None else Action.CLASSIFY_FILE
         return self._audit.record(connection, context, action, subject, insert)
 
     @staticmethod
     def _subject(
-        document: Document, digest: str, row: ClassificationResult | StoredRow | None
+        document: Document,
+        digest: str,
+        row: ClassificationResult | StoredRow | None,
+        served_from: uuid.UUID | None = None,
     ) -> Subject:
         return Subject(
             document_id=document.document_id,
@@ -215,6 +231,7 @@ class ClassificationService:
             content_sha256=digest,
             on_behalf_of=document.on_behalf_of,
             file=file_facts(row) if row is not None else None,
+            decision=decision(row, served_from) if row is not None else None,
         )
 
 
@@ -223,6 +240,21 @@ REUSED_COLUMNS = (
     "file_media_type", "page_count", "file_mode", "intake_fingerprint", "pages", "segments",
 )  # fmt: skip
 """What a reused result takes from the earlier one: its answer, and what was classified."""
+
+
+def decision(row: ClassificationResult | StoredRow, served_from: uuid.UUID | None) -> Decision:
+    """A result's answer for its audit event (``served_from``: the result it was reused from)."""
+    return Decision(
+        label=row.label,
+        confidence=row.confidence,
+        scores=row.scores,
+        model=row.model,
+        model_digest=row.model_digest,
+        prompt_version=row.prompt_version,
+        taxonomy_version=row.taxonomy_version,
+        truncated=row.truncated,
+        cached_from=None if served_from is None else str(served_from),
+    )
 
 
 def file_facts(row: ClassificationResult | StoredRow) -> FileFacts | None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from flask import Blueprint, request
+from flask import Blueprint, Response, request
 
 from appliance.audit_bridge.declare import audited
 from appliance.audit_bridge.interfaces import Action
@@ -99,6 +100,16 @@ def classify_file() -> dict[str, Any]:
     params = validate(FileParams, {**request.args.to_dict(), **fields})
     incoming = IncomingFile(params.document_id, data, kind_of(data, media_type), params.user_id)
     return serialise_file(services.files.classify(incoming, params.mode, request_context()))
+
+
+@bp.get("/classifications/<uuid:result_id>/receipt")
+@audited(Action.READ_RECEIPT)
+@requires_roles("reader", "classifier", "auditor")
+def get_receipt(result_id: uuid.UUID) -> Response:
+    """The offline-verifiable receipt of the classification's audit event (C2SP tlog-proof;
+    ``audit-tool verify-receipt``); 409 with Retry-After until the event is signed."""
+    text = current_services().audit_reader.receipt(result_id)
+    return Response(text, content_type="text/plain; charset=utf-8")
 
 
 @bp.get("/classifications/<path:document_id>")

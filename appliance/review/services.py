@@ -16,7 +16,7 @@ from sqlalchemy import exists, func, select, tuple_
 from sqlalchemy.engine import Engine
 
 from appliance import metrics
-from appliance.audit_bridge.interfaces import Action, AuditReceipt, RowInsert
+from appliance.audit_bridge.interfaces import Action, AuditReceipt, ReviewFacts, RowInsert
 from appliance.audit_bridge.recorder import AuditRecorder, Clock, Subject, utc_now
 from appliance.classification.interfaces import Classification
 from appliance.classification.models import ClassificationResult
@@ -127,6 +127,7 @@ class ReviewService:
             document_id=result.document_id,
             result_id=str(result.id),
             content_sha256=result.content_sha256,
+            review=ReviewFacts(review_id=str(row.id), label=label),
         )
         insert = RowInsert(INSERT_REVIEW, row_values(row))
         with autocommit(self._engine) as connection:

@@ -30,9 +30,32 @@ def test_canonical_bytes_are_pinned() -> None:
         b'"error_code":null,"event_id":"00000000-0000-4000-8000-000000000001",'
         b'"occurred_at":"2026-11-22T10:00:00.000001Z","on_behalf_of":null,"outcome_status":200,'
         b'"request_id":"req-1","resource":"hmac-sha256:ab","result_id":null,'
-        b'"source_address":null,"v":1}'
+        b'"source_address":null,"v":2}'
     )
     assert chain.decode_event(chain.encode_event(EVENT)) == EVENT
+
+
+def test_version_1_entries_still_decode() -> None:
+    """Entries written before the decision fields keep their bytes and read as events."""
+    written = chain.encode_event(EVENT).replace(b'"v":2}', b'"v":1}')
+    assert chain.decode_event(written) == EVENT
+
+
+def test_a_decision_is_in_the_bytes_with_no_floats() -> None:
+    decided = replace(
+        EVENT, label="BILLING", confidence=chain.format_confidence(0.1 + 0.2),
+        scores_sha256=chain.scores_digest({"BILLING": 0.3, "CLINICAL_NOTES": 0.7}),
+        model="llama-2-7b-chat", model_digest="sha256:" + "c" * 64, prompt_version="d" * 64,
+        taxonomy_version="default-1", truncated=False, cached=True, cached_from="r-1",
+    )  # fmt: skip
+    encoded = chain.encode_event(decided)
+    assert b'"label":"BILLING"' in encoded and b'"truncated":false' in encoded
+    assert b'"confidence":"0.30000000000000004"' in encoded  # reads back as the same double
+    assert float(chain.decode_event(encoded).confidence or "") == 0.1 + 0.2
+    assert chain.decode_event(encoded) == decided
+    assert chain.scores_digest({"CLINICAL_NOTES": 0.7, "BILLING": 0.3}) == decided.scores_sha256
+    with pytest.raises(EventError, match="truncated"):
+        chain.encode_event(replace(decided, truncated=0))  # type: ignore[arg-type]
 
 
 def test_envelope_round_trip() -> None:

@@ -228,7 +228,6 @@ def _inventory(
                 "appliance_audit_origin": "docclass-appliance/deploy-test",
                 "appliance_audit_signing_key": "{{ vault_audit_signing_key }}",
                 "appliance_audit_verifier_key": vkey,
-                "appliance_audit_pseudonym_key": "{{ vault_audit_pseudonym_key }}",
                 "appliance_roles_rules": [
                     {"uri": "spiffe://hospital/svc/deploy-test", "roles": ["classifier"]}],
                 "appliance_run_migrations": d.has_app,
@@ -369,7 +368,6 @@ def _deployment(vllm_url: str, ca: TestCA, vllm_api_key: str) -> Iterator[Deploy
                                                "repo2": secrets.token_urlsafe(40)},
                 "vault_pki_keys": {"postgresql": server.key, "appliance": server.key},
                 "vault_audit_signing_key": signing,
-                "vault_audit_pseudonym_key": secrets.token_hex(32),
                 "vault_sealer_client_key": sealer.key,
                 "vault_vllm_client_key": vllm_client.key,
                 "vault_vllm_api_key": vllm_api_key,

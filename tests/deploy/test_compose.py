@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from appliance.audit_bridge.services import load_pseudonym_key
 from appliance.settings import Settings
 from tests.deploy import harness
 
@@ -43,7 +44,7 @@ SECRETS_OF = {
                  "postgres_backup_password"},
     "migrate": {"owner_database_url"},
     "appliance": {"app_database_url", "tls_cert", "tls_key", "tls_ca", "tls_crl", "roles",
-                  "vllm_api_key"},
+                  "vllm_api_key", "audit_pseudonym_key"},
     "sealer": {"sealer_database_url", "audit_signing_key"},
     "backup": {"postgres_backup_password"},
     "vllm": {"vllm_api_key"},
@@ -243,6 +244,7 @@ def test_the_appliance_starts_with_the_vllm_transport_compose_gives_it(
         if name == "appliance":  # (the migrations never call vLLM)
             assert settings.vllm_model == served_model(vllm)
             assert settings.vllm_api_key == "compose-test-key"
+            assert load_pseudonym_key(settings) is not None  # no raw document id in the log
         # The rule is really there: without the setting, the same environment is refused.
         monkeypatch.delenv("APPLIANCE_VLLM_ALLOW_PLAINTEXT")
         with pytest.raises(ValidationError, match="unencrypted"):

@@ -425,6 +425,11 @@ def test_the_appliance_calls_vllm_over_https_with_a_key_file(
     assert not any("secretKeyRef" in e.get("valueFrom", {}) for e in container["env"])  # files only
     # The migration Job reads appliance-config too, and has no such file to read.
     assert "APPLIANCE_VLLM_API_KEY_FILE" not in config
+    # Without its pseudonym key the appliance would not start (raw ids are an explicit opt-out).
+    pseudonym_key = env["APPLIANCE_AUDIT_PSEUDONYM_KEY_PATH"]["value"]
+    key, projected = mounted_file(pod, container, pseudonym_key)
+    assert (key["secret"]["secretName"], projected) == ("audit-pseudonym-key", "key")
+    assert "APPLIANCE_AUDIT_RAW_IDENTIFIERS" not in config
 
 
 def test_the_appliance_records_the_digest_of_the_weights_vllm_serves(

@@ -221,6 +221,12 @@ def test_each_process_reads_only_its_own_secrets(deployment: Deployment) -> None
                       config / "sealer" / "sealer-database-url"]
     for path in api_secrets + sealer_secrets:
         assert path.exists(), path
+    # No pseudonym key in the inventory: one was generated on the controller and installed.
+    installed = config / "api" / "audit-pseudonym.key"
+    generated = (d.inventory / "credentials" / "audit-pseudonym.key").read_text().strip()
+    assert len(generated) == 64 and installed.read_text() == generated
+    common = harness.read_env_file(config / "common.env")
+    assert common["APPLIANCE_AUDIT_PSEUDONYM_KEY_PATH"] == str(installed)
     assert [p for p in sealer_secrets if _can_read(d.user, p)] == []
     assert [p for p in api_secrets if _can_read(d.sealer_user, p)] == []
     assert all(_can_read(d.user, p) for p in api_secrets)

@@ -11,6 +11,7 @@ import httpx
 import psycopg
 import pytest
 
+from audit.pseudonym import PREFIX, pseudonymise
 from harness import postgres
 from harness.stack import CLIENT_URI, Stack, appliance_stack
 from harness.upstream import VllmEndpoint
@@ -59,9 +60,10 @@ def test_allowed_denied_and_auditor_requests_are_audited_without_text(stack: Sta
     allowed = events[classified.headers["X-Request-ID"]]
     assert allowed["action"] == "classify_document" and allowed["outcome_status"] == 200
     assert allowed["actor_subject"] == CLIENT_URI
-    assert allowed["resource"] == "E2E-AUDIT-1"
+    key = stack.pseudonym_key.read_bytes().strip()
+    assert allowed["resource"] == pseudonymise(key, "E2E-AUDIT-1")  # never the raw id
     assert allowed["result_id"] == classified.json()["result_id"]
-    assert allowed["content_sha256"] and allowed["source_address"] == "127.0.0.1"
+    assert allowed["content_sha256"].startswith(PREFIX) and allowed["source_address"] == "127.0.0.1"
     refused = events[denied.headers["X-Request-ID"]]
     assert refused["outcome_status"] == 403 and refused["error_code"] == "forbidden"
     assert refused["actor_subject"] == "spiffe://hospital/svc/stranger"

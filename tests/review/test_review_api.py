@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -15,6 +16,7 @@ from sqlalchemy import create_engine, text
 from appliance.classification.taxonomy import load_taxonomy
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY
 from appliance.web import services_of
+from audit import pseudonym
 from harness.identity import identity
 from tests.common.apps import app_over
 from tests.common.doubles import RecordingSink
@@ -55,8 +57,9 @@ def audit_events(database_url: str, action: str) -> list[dict[str, Any]]:
 
 
 def test_review_adds_to_history_leaves_result_and_is_audited(
-    classifier: FlaskClient, reviewer: FlaskClient, clean_database: str
+    classifier: FlaskClient, reviewer: FlaskClient, clean_database: str, audit_pseudonym_key: Path
 ) -> None:
+    key = audit_pseudonym_key.read_bytes().strip()
     first = classify(classifier, "MRN-9/visit-1", "Pathology report: benign nevus, margins clear.")
     second = classify(classifier, "MRN-9/visit-2", "Claim 4411 denied, resubmit with modifier.")
     assert first["needs_review"] and second["needs_review"]
@@ -103,7 +106,9 @@ def test_review_adds_to_history_leaves_result_and_is_audited(
     assert len(events) == 1
     assert events[0]["actor"] == REVIEWER
     assert events[0]["event_id"] == made["audit_event_id"]
-    assert events[0]["content_sha256"] and events[0]["resource"] == "MRN-9/visit-1"
+    assert events[0]["content_sha256"].startswith(pseudonym.PREFIX)
+    assert events[0]["resource"] == pseudonym.pseudonymise(key, "MRN-9/visit-1")
+    assert events[0]["review_label"] == made["classification"]
     assert "pathology goes to results" not in json.dumps(events)
 
 

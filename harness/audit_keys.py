@@ -1,0 +1,17 @@
+"""The audit pseudonym key every install generates, made the same way for tests and benchmarks."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+ENV = "APPLIANCE_AUDIT_PSEUDONYM_KEY_PATH"
+
+
+def pseudonym_key(folder: Path) -> Path:
+    """A new random HMAC key file (64 hex characters, like ``openssl rand -hex 32``) in
+    ``folder``, readable by its owner only."""
+    path = folder / "audit-pseudonym.key"
+    path.write_text(secrets.token_hex(32) + "\n")
+    path.chmod(0o600)
+    return path
