@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     """Opt out of pseudonyms: without a key the appliance refuses to start unless this is set,
     and then logs raw document ids and content hashes (``check-config`` says so)."""
     audit_origin: str = "docclass-appliance/audit"
+    audit_verify_max_entries: int = Field(default=500_000, ge=1)
+    """Entries one ``POST /api/v1/audit/verify`` checks at most: each request continues a full
+    pass over the log from where the previous one stopped (``audit.verify_pass``)."""
 
     log_level: str = "INFO"
 

@@ -5,6 +5,7 @@ Every request here is itself audited by the request hook (``appliance.audit_brid
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +18,7 @@ from appliance.errors import InvalidRequest, NotFound, ServiceUnavailable
 from appliance.identity.access import requires_roles
 from appliance.requests import IntegerQuery, storable_parameter
 from appliance.web import current_services
-from audit import service, store
+from audit import service, store, verify_pass
 from audit.errors import AuditError
 
 bp = Blueprint("audit", __name__, url_prefix="/api/v1/audit")
@@ -118,12 +119,20 @@ def audit_consistency() -> dict[str, Any]:
 @audited(Action.AUDIT_VERIFY)
 @requires_roles("auditor")
 def audit_verify() -> dict[str, Any]:
+    """The next bounded step of a full verification pass (``audit.verify_pass``), and the
+    integrity report of what it checked."""
     reader = _reader()
     if reader.trust is None:
         raise ServiceUnavailable("no audit signing key is configured; verification is unavailable")
+    limit = current_services().settings.audit_verify_max_entries
+    extra: dict[str, Any] = {"origin": reader.origin, "source": "postgresql"}
     with translated(), reader.connection() as conn:
         try:
-            result, problem = service.verify_database(conn, reader.trust), None
+            done = verify_pass.step(conn, reader.trust, limit)
+            result, problem = done.result, None
+            extra["verification"] = done.summary()
+            if done.cross_check is not None:
+                extra["cross_check"] = asdict(done.cross_check)
         except AuditError as exc:
             result, problem = None, exc
-        return service.report(result, problem, origin=reader.origin, source="postgresql")
+        return service.report(result, problem, **extra)
