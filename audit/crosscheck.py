@@ -3,11 +3,18 @@
 
 The hash chain and the checkpoints prove the entry bytes; but ``search`` reads the columns
 beside them, and people read results from their own tables. An insider who edits a column hides
-an event from a search; one who edits a stored label changes "what the system decided". Each
-check here is one SQL statement over one snapshot (REPEATABLE READ), so PostgreSQL parses the
-entries' JSON next to the rows it compares them with; it runs after the bytes have been
-verified, so what it compares with are the sealed bytes. Events still pending (committed with
-their result, not sealed yet) count as the log's too.
+an event from a search; one who edits a stored label changes "what the system decided". The
+checks run after the bytes have been verified, in one snapshot (REPEATABLE READ), so what they
+compare with are the sealed bytes; events still pending (committed with their result, not
+sealed yet) count as the log's too.
+
+Two stages, so that the usual case (nothing changed) costs one pass over each table and no JSON
+parsing. First PostgreSQL looks in each entry's bytes for the canonical JSON of every value its
+columns (or its result's row) hold, as the event writes it (``"label":"BILLING",``): canonical
+bytes have one place where each key can stand, and a quote inside a value is always escaped,
+so the text is there exactly when the event says so. Only the rows where a text is missing go on
+to the second stage, where Python decodes their bytes and compares exactly (a value PostgreSQL
+writes otherwise as JSON, non-ASCII text or a float, is then no finding).
 
 Version 1 events (written before the decision fields) carry no decision: their results are
 checked for existence only. Reviews from then are matched by count per result.
@@ -15,23 +22,26 @@ checked for existence only. Reviews from then are matched by count per result.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import psycopg
 
 from audit import store
-from audit.chain import format_time
+from audit.chain import event_bytes
 from audit.errors import RecordsTampered, StoreError
 from audit.types import Finding, TamperKind
 
 LIMIT = 100
-"""Findings reported per kind (the first ones by seq): enough to act on, bounded output."""
+"""Findings reported per kind: enough to act on, bounded output."""
+CHUNK = 5000
+"""Candidate rows decoded per round trip in the second stage."""
 CLASSIFIED = ["classify_document", "classify_file"]
 REVIEWED = ["review_classification"]
-CASTS = {"outcome_status": "integer", "occurred_at": "timestamptz", "result_id": "uuid"}
-"""How a search column's event field is read from the JSON (text otherwise)."""
+WORK_MEM = "64MB"
+"""For the hash join of a million results with their events (the default 4 MB spills it)."""
 
 
 @dataclass(frozen=True)
@@ -43,34 +53,79 @@ class CrossCheck:
     reviews: int | None
 
 
-def _column_check() -> str:
-    field = "e -> 'event' ->> '{}'"
-    differs = " OR ".join(
-        f"{column} IS DISTINCT FROM ({field.format(name)})::{CASTS.get(column, 'text')}"
-        for column, name in store.SEARCH_COLUMNS.items()
+def _holds(key: str, value_json: str, source: str) -> str:
+    """SQL: the bytes ``source`` hold ``"key":<value_json>,`` (every field is followed by a
+    comma: ``v`` is the last key)."""
+    return f"position(convert_to('\"{key}\":' || {value_json} || ',', 'UTF8') in {source}) > 0"
+
+
+def _json(expression: str) -> str:
+    """SQL: the JSON of a text value, ``null`` for NULL."""
+    return f"coalesce(to_json({expression})::text, 'null')"
+
+
+SEARCH_JSON = {
+    "occurred_at": "'\"' || to_char(occurred_at AT TIME ZONE 'UTC',"
+    ' \'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\') || \'"\'',
+    "outcome_status": "outcome_status::text",
+    "result_id": "coalesce('\"' || result_id::text || '\"', 'null')",
+}
+"""The canonical JSON of a search column's value, as SQL (the text columns: ``_json``)."""
+COLUMN_CANDIDATES = (
+    "SELECT seq FROM audit_entries WHERE NOT ("
+    + " AND ".join(
+        _holds(field, SEARCH_JSON.get(column, _json(column)), "entry")
+        for column, field in store.SEARCH_COLUMNS.items()
     )
-    columns = ", ".join(store.SEARCH_COLUMNS)
-    return (
-        f"SELECT seq, {columns}, e -> 'event' FROM ("
-        f" SELECT seq, {columns}, convert_from(entry, 'UTF8')::jsonb AS e FROM audit_entries"
-        f") sealed WHERE {differs} ORDER BY seq LIMIT {LIMIT}"
-    )
+    + ") ORDER BY seq"
+)
+COLUMNS_OF = (
+    "SELECT seq, entry, " + ", ".join(store.SEARCH_COLUMNS)
+    + " FROM audit_entries WHERE seq = ANY(%s) ORDER BY seq"
+)  # fmt: skip
 
 
-COLUMN_CHECK = _column_check()
+def _optional(key: str) -> str:
+    """SQL: the event holds the result's ``key``, or neither has one (the key is then left out
+    of the event's bytes)."""
+    absent = f"position('\"{key}\":'::bytea in l.entry) = 0"
+    present = _holds(key, _json(f"r.{key}"), "l.entry")
+    return f"(CASE WHEN r.{key} IS NULL THEN {absent} ELSE {present} END)"
 
-LOGGED = """
-logged AS MATERIALIZED (
-    SELECT seq, result_id FROM audit_entries
+
+DECIDED = " AND ".join(
+    [
+        *(
+            _holds(key, _json(f"r.{key}"), "l.entry")
+            for key in ("label", "model", "taxonomy_version")
+        ),
+        _holds("truncated", "r.truncated::text", "l.entry"),
+        _holds("confidence", "'\"' || r.confidence::text || '\"'", "l.entry"),
+        _optional("model_digest"),
+        _optional("prompt_version"),
+    ]
+)
+DECISION = ("label", "confidence", "model", "model_digest", "prompt_version", "taxonomy_version",
+            "truncated")  # fmt: skip
+RESULT_CANDIDATES = f"""
+WITH logged AS (
+    SELECT seq, result_id, entry FROM audit_entries
      WHERE result_id IS NOT NULL AND action = ANY(%(actions)s)
     UNION ALL
-    SELECT NULL, (convert_from(event, 'UTF8')::jsonb ->> 'result_id')::uuid FROM audit_pending
-     WHERE action = ANY(%(actions)s)
+    SELECT NULL, (convert_from(event, 'UTF8')::jsonb ->> 'result_id')::uuid, event
+      FROM audit_pending WHERE action = ANY(%(actions)s)
        AND convert_from(event, 'UTF8')::jsonb ->> 'result_id' IS NOT NULL
 )
+SELECT l.seq, coalesce(l.result_id, r.id), r.id IS NOT NULL, l.result_id IS NOT NULL,
+       CASE WHEN r.id IS NOT NULL AND l.result_id IS NOT NULL THEN l.entry END,
+       {", ".join(f"r.{key}" for key in DECISION)}
+  FROM logged l FULL JOIN classification_results r ON r.id = l.result_id
+ WHERE r.id IS NULL OR l.result_id IS NULL
+    OR (position('"label":'::bytea in l.entry) > 0 AND NOT ({DECIDED}))
 """
-"""The result ids the log's events of ``actions`` name, sealed (with their seq: the column is
-checked against the bytes first) or pending."""
+"""Results no event names, events whose result is gone, and events whose bytes may not hold
+their result's decision (decided in ``_decision_differs``)."""
+
 EVENTS = """
 events AS MATERIALIZED (
     SELECT seq, e FROM (
@@ -84,28 +139,6 @@ events AS MATERIALIZED (
 """
 """The same events decoded, for what only their bytes say (label, versions, review id)."""
 
-RESULT_DIFFERS = " OR ".join(
-    f"e ->> '{name}' IS DISTINCT FROM r.{name}"
-    for name in ("label", "model", "model_digest", "prompt_version", "taxonomy_version")
-) + (
-    " OR (e ->> 'confidence')::float8 IS DISTINCT FROM r.confidence"
-    " OR (e ->> 'truncated')::boolean IS DISTINCT FROM r.truncated"
-)
-
-RESULT_CHECKS = {
-    TamperKind.RESULT_MODIFIED: f"""
-        WITH {EVENTS} SELECT seq, r.id FROM events JOIN classification_results r
-          ON r.id = (e ->> 'result_id')::uuid
-         WHERE e ? 'label' AND ({RESULT_DIFFERS}) ORDER BY seq LIMIT {LIMIT}""",
-    TamperKind.RESULT_INSERTED: f"""
-        WITH {LOGGED} SELECT NULL, r.id FROM classification_results r
-         WHERE NOT EXISTS (SELECT FROM logged WHERE logged.result_id = r.id)
-         ORDER BY r.created_at LIMIT {LIMIT}""",
-    TamperKind.RESULT_DELETED: f"""
-        WITH {LOGGED} SELECT seq, result_id FROM logged
-         WHERE NOT EXISTS (SELECT FROM classification_results r WHERE r.id = logged.result_id)
-         ORDER BY seq LIMIT {LIMIT}""",
-}
 REVIEW_CHECKS = {
     TamperKind.REVIEW_MODIFIED: f"""
         WITH {EVENTS} SELECT seq, v.id FROM events JOIN classification_reviews v
@@ -144,53 +177,76 @@ DETAILS = {
 
 def cross_check(conn: psycopg.Connection[Any], records: bool = True) -> CrossCheck:
     """Run the checks in one read-only snapshot; raise ``RecordsTampered`` naming every
-    disagreement found. ``records``: also the results and reviews (each skipped, as None,
-    when this role cannot read it)."""
+    disagreement found (up to ``LIMIT`` of each kind). ``records``: also the results and
+    reviews (each skipped, as None, when this role cannot read it)."""
     findings: list[Finding] = []
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
         rows = _count(conn, "audit_entries")
         findings += _columns(conn)
         results = reviews = None
         if records and _readable(conn, "classification_results", "id, label, model_digest"):
             results = _count(conn, "classification_results")
-            findings += _records(conn, RESULT_CHECKS, CLASSIFIED)
+            findings += _results(conn)
         if records and _readable(conn, "classification_reviews", "id, label, result_id"):
             reviews = _count(conn, "classification_reviews")
-            findings += _records(conn, REVIEW_CHECKS, REVIEWED)
+            findings += _reviews(conn)
     if findings:
         raise RecordsTampered(findings)
     return CrossCheck(rows, results, reviews)
 
 
 def _columns(conn: psycopg.Connection[Any]) -> list[Finding]:
-    found = []
-    names = list(store.SEARCH_COLUMNS)
-    for seq, *values, event in _run(conn, COLUMN_CHECK, {}):
-        stored = dict(zip(names, values, strict=True))
-        field = next(
-            (c for c in names if _text(stored[c]) != _text(event.get(store.SEARCH_COLUMNS[c]))),
-            "a column",
-        )
-        detail = f"seq {seq}: column {field} does not say what the hashed entry says"
-        found.append(Finding(TamperKind.COLUMNS_MODIFIED, seq, None, detail))
+    """Rows whose columns differ from what their bytes say, decoded from the candidates."""
+    candidates = [row[0] for row in _run(conn, COLUMN_CANDIDATES, {})]
+    found: list[Finding] = []
+    for low in range(0, len(candidates), CHUNK):
+        rows = conn.execute(COLUMNS_OF, [candidates[low : low + CHUNK]]).fetchall()
+        for seq, entry, *stored in rows:
+            said = store.search_values(json.loads(event_bytes(bytes(entry))))
+            differing = [c for c, a, b in zip(store.SEARCH_COLUMNS, stored, said, strict=True)
+                         if a != b]  # fmt: skip
+            if differing and len(found) < LIMIT:
+                detail = f"seq {seq}: column {differing[0]} does not say what the entry says"
+                found.append(Finding(TamperKind.COLUMNS_MODIFIED, seq, None, detail))
     return found
 
 
-def _text(value: Any) -> str | None:
-    """A column or event value in comparable form (times as the event writes them)."""
-    if value is None:
-        return None
-    return format_time(value) if isinstance(value, datetime) else str(value)
+def _results(conn: psycopg.Connection[Any]) -> list[Finding]:
+    found: dict[TamperKind, list[Finding]] = {}
+    for seq, result_id, stored, logged, entry, *decision in _stream(
+        conn, RESULT_CANDIDATES, {"actions": CLASSIFIED}
+    ):
+        if not logged:
+            kind = TamperKind.RESULT_INSERTED
+        elif not stored:
+            kind = TamperKind.RESULT_DELETED
+        elif _decision_differs(bytes(entry), decision):
+            kind = TamperKind.RESULT_MODIFIED
+        else:
+            continue
+        listed = found.setdefault(kind, [])
+        if len(listed) < LIMIT:
+            listed.append(Finding(kind, seq, str(result_id), DETAILS[kind].format(id=result_id)))
+    return [finding for kind in sorted(found) for finding in found[kind]]
 
 
-def _records(
-    conn: psycopg.Connection[Any], checks: dict[TamperKind, str], actions: list[str]
-) -> list[Finding]:
+def _decision_differs(entry: bytes, stored: list[Any]) -> bool:
+    """Whether the event in ``entry`` (sealed or pending bytes) says another decision than the
+    result's stored columns (``DECISION``), compared exactly."""
+    event = json.loads(event_bytes(entry) if entry.startswith(b'{"seq":') else entry)
+    said = dict(zip(DECISION, stored, strict=True))
+    if float(event["confidence"]) != said.pop("confidence"):
+        return True
+    return any(event.get(key) != value for key, value in said.items())
+
+
+def _reviews(conn: psycopg.Connection[Any]) -> list[Finding]:
     return [
         Finding(kind, seq, str(record), DETAILS[kind].format(id=record))
-        for kind, query in checks.items()
-        for seq, record in _run(conn, query, {"actions": actions})
+        for kind, query in REVIEW_CHECKS.items()
+        for seq, record in _run(conn, query, {"actions": REVIEWED})
     ]
 
 
@@ -199,6 +255,16 @@ def _run(conn: psycopg.Connection[Any], query: str, params: dict[str, Any]) -> l
         return conn.execute(query, params).fetchall()
     except psycopg.errors.InvalidTextRepresentation as exc:  # a value no event could hold
         raise StoreError(f"cross-check: a stored value does not parse: {exc}") from exc
+
+
+def _stream(conn: psycopg.Connection[Any], query: str, params: dict[str, Any]) -> Iterator[Any]:
+    """The rows of ``query`` through a server-side cursor: candidates are few, but need not be."""
+    with conn.cursor(name="crosscheck") as cursor:
+        cursor.itersize = CHUNK
+        try:
+            yield from cursor.execute(query, params)
+        except psycopg.errors.InvalidTextRepresentation as exc:
+            raise StoreError(f"cross-check: a stored value does not parse: {exc}") from exc
 
 
 def _readable(conn: psycopg.Connection[Any], table: str, columns: str) -> bool:

@@ -284,3 +284,40 @@ def test_results_and_events_from_before_the_decision_fields_verify_across_migrat
     as_superuser_without_triggers(audit_db, delete)
     code, report = verify(logins, audit_db, key_files)
     assert code == 1 and [f[0] for f in findings(report)] == ["result_deleted"]
+
+
+def test_values_postgresql_writes_otherwise_as_json_are_no_finding(
+    audit_db: str,
+    logins: Logins,
+    sealer_url: str,
+    signer: Signer,
+    state: SealerState,
+    key_files: Path,
+) -> None:
+    """A non-ASCII actor (escaped by the canonical bytes, not by ``to_json``) and a confidence
+    of 1.0 (``1`` as PostgreSQL's text) fail the quick text search: decoded, they agree."""
+    result_id = uuid.uuid4()
+    decided = {"label": "BILLING", "confidence": "1.0", "model": "m", "taxonomy_version": "t",
+               "truncated": False, "cached": False}  # fmt: skip
+    with psycopg.connect(audit_db) as conn:
+        conn.execute(
+            "INSERT INTO classification_results (id, document_id, content_sha256,"
+            " content_length, model, taxonomy_version, label, confidence, scores,"
+            " needs_review, truncated) VALUES (%s, 'doc', %s, 10, 'm', 't', 'BILLING', 1.0,"
+            " '{}', false, false)",
+            [result_id, "ab" * 32],
+        )
+        event = make_event(0, result_id=str(result_id), actor_subject="CN=Zoë", **decided)
+        conn.execute(store.INSERT_PENDING, store.pending_params(event))
+    sealer = Sealer(sealer_url, signer, state)
+    sealer.run_once()
+    sealer.close()
+    code, report = verify(logins, audit_db, key_files)
+    assert (code, report["status"]) == (0, "ok"), report
+    as_superuser_without_triggers(
+        audit_db, "UPDATE audit_entries SET actor = 'CN=Zoe'", "UPDATE classification_results"
+        " SET confidence = 0.99",
+    )  # fmt: skip
+    code, report = verify(logins, audit_db, key_files)
+    assert code == 1
+    assert [kind for kind, _, _ in findings(report)] == ["columns_modified", "result_modified"]
