@@ -23,7 +23,6 @@ checked for existence only. Reviews from then are matched by count per result.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +39,6 @@ CHUNK = 5000
 """Candidate rows decoded per round trip in the second stage."""
 CLASSIFIED = ["classify_document", "classify_file"]
 REVIEWED = ["review_classification"]
-WORK_MEM = "64MB"
-"""For the hash join of a million results with their events (the default 4 MB spills it)."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +74,7 @@ COLUMN_CANDIDATES = (
         _holds(field, SEARCH_JSON.get(column, _json(column)), "entry")
         for column, field in store.SEARCH_COLUMNS.items()
     )
-    + ") ORDER BY seq"
+    + ")"
 )
 COLUMNS_OF = (
     "SELECT seq, entry, " + ", ".join(store.SEARCH_COLUMNS)
@@ -107,24 +104,45 @@ DECIDED = " AND ".join(
 )
 DECISION = ("label", "confidence", "model", "model_digest", "prompt_version", "taxonomy_version",
             "truncated")  # fmt: skip
-RESULT_CANDIDATES = f"""
-WITH logged AS (
+LOGGED = """
     SELECT seq, result_id, entry FROM audit_entries
      WHERE result_id IS NOT NULL AND action = ANY(%(actions)s)
     UNION ALL
     SELECT NULL, (convert_from(event, 'UTF8')::jsonb ->> 'result_id')::uuid, event
       FROM audit_pending WHERE action = ANY(%(actions)s)
        AND convert_from(event, 'UTF8')::jsonb ->> 'result_id' IS NOT NULL
-)
-SELECT l.seq, coalesce(l.result_id, r.id), r.id IS NOT NULL, l.result_id IS NOT NULL,
-       CASE WHEN r.id IS NOT NULL AND l.result_id IS NOT NULL THEN l.entry END,
-       {", ".join(f"r.{key}" for key in DECISION)}
-  FROM logged l FULL JOIN classification_results r ON r.id = l.result_id
- WHERE r.id IS NULL OR l.result_id IS NULL
-    OR (position('"label":'::bytea in l.entry) > 0 AND NOT ({DECIDED}))
 """
-"""Results no event names, events whose result is gone, and events whose bytes may not hold
-their result's decision (decided in ``_decision_differs``)."""
+"""The events of ``actions`` that name a result, sealed (with their seq; the column is checked
+against the bytes first) or pending."""
+RESULT_CANDIDATES = f"""
+WITH logged AS ({LOGGED})
+SELECT l.seq, l.result_id, r.id IS NOT NULL
+  FROM logged l LEFT JOIN classification_results r ON r.id = l.result_id
+ WHERE r.id IS NULL OR (position('"label":'::bytea in l.entry) > 0 AND NOT ({DECIDED}))
+"""
+"""Events whose result is gone, and events whose bytes may not hold their result's decision
+(decided exactly by ``_decision_differs``): ids only, so that even many are little to hold."""
+DECISIONS_OF = (
+    "SELECT id, " + ", ".join(DECISION) + " FROM classification_results WHERE id = ANY(%s)"
+)
+PENDING_CLASSIFIED = (
+    "SELECT event FROM audit_pending WHERE action = ANY(%s)"
+)  # fmt: skip
+UNLOGGED_RESULTS = f"""
+WITH logged AS ({LOGGED})
+SELECT NULL, r.id FROM classification_results r
+ WHERE NOT EXISTS (SELECT FROM logged l WHERE l.result_id = r.id) LIMIT {LIMIT}
+"""
+"""Results no event names."""
+SCAN_SETTINGS = (
+    "SET LOCAL work_mem = '256MB'",  # the hash of a million results stays in memory
+    "SET LOCAL jit = off",  # compiling costs more than it saves on these scans
+    "SET LOCAL parallel_setup_cost = 0",  # worth PostgreSQL's parallel workers at any size
+    "SET LOCAL parallel_tuple_cost = 0",
+    # A nested loop over a million rows on each side is never right here, and is what the
+    # planner picks while a table has no statistics yet (after a restore, a bulk load).
+    "SET LOCAL enable_nestloop = off",
+)
 
 EVENTS = """
 events AS MATERIALIZED (
@@ -182,7 +200,8 @@ def cross_check(conn: psycopg.Connection[Any], records: bool = True) -> CrossChe
     findings: list[Finding] = []
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
+        for setting in SCAN_SETTINGS:
+            conn.execute(setting)
         rows = _count(conn, "audit_entries")
         findings += _columns(conn)
         results = reviews = None
@@ -199,7 +218,7 @@ def cross_check(conn: psycopg.Connection[Any], records: bool = True) -> CrossChe
 
 def _columns(conn: psycopg.Connection[Any]) -> list[Finding]:
     """Rows whose columns differ from what their bytes say, decoded from the candidates."""
-    candidates = [row[0] for row in _run(conn, COLUMN_CANDIDATES, {})]
+    candidates = sorted(row[0] for row in _run(conn, COLUMN_CANDIDATES, {}))
     found: list[Finding] = []
     for low in range(0, len(candidates), CHUNK):
         rows = conn.execute(COLUMNS_OF, [candidates[low : low + CHUNK]]).fetchall()
@@ -214,22 +233,51 @@ def _columns(conn: psycopg.Connection[Any]) -> list[Finding]:
 
 
 def _results(conn: psycopg.Connection[Any]) -> list[Finding]:
-    found: dict[TamperKind, list[Finding]] = {}
-    for seq, result_id, stored, logged, entry, *decision in _stream(
-        conn, RESULT_CANDIDATES, {"actions": CLASSIFIED}
-    ):
-        if not logged:
-            kind = TamperKind.RESULT_INSERTED
-        elif not stored:
-            kind = TamperKind.RESULT_DELETED
-        elif _decision_differs(bytes(entry), decision):
-            kind = TamperKind.RESULT_MODIFIED
-        else:
-            continue
-        listed = found.setdefault(kind, [])
-        if len(listed) < LIMIT:
-            listed.append(Finding(kind, seq, str(result_id), DETAILS[kind].format(id=result_id)))
+    params = {"actions": CLASSIFIED}
+    found: dict[TamperKind, list[Finding]] = {
+        TamperKind.RESULT_INSERTED: [
+            _finding(TamperKind.RESULT_INSERTED, None, result_id)
+            for _, result_id in _run(conn, UNLOGGED_RESULTS, params)
+        ]
+    }
+    candidates = _run(conn, RESULT_CANDIDATES, params)
+    found[TamperKind.RESULT_DELETED] = [
+        _finding(TamperKind.RESULT_DELETED, seq, result_id)
+        for seq, result_id, stored in candidates
+        if not stored
+    ][:LIMIT]
+    to_decode = [(seq, result_id) for seq, result_id, stored in candidates if stored]
+    found[TamperKind.RESULT_MODIFIED] = [
+        _finding(TamperKind.RESULT_MODIFIED, seq, result_id)
+        for seq, result_id in _modified(conn, to_decode)
+    ][:LIMIT]
     return [finding for kind in sorted(found) for finding in found[kind]]
+
+
+def _modified(conn: psycopg.Connection[Any], events: list[tuple[int | None, Any]]) -> list[Any]:
+    """Of the candidate events (seq, or None while pending; result id), those whose bytes say
+    another decision than their result's row, decoded a chunk at a time."""
+    pending = [bytes(row[0]) for row in conn.execute(PENDING_CLASSIFIED, [CLASSIFIED])]
+    by_result: dict[str, list[bytes]] = {}
+    for event in pending if any(seq is None for seq, _ in events) else ():
+        by_result.setdefault(json.loads(event).get("result_id") or "", []).append(event)
+    differing = []
+    for low in range(0, len(events), CHUNK):
+        chunk = events[low : low + CHUNK]
+        seqs = [seq for seq, _ in chunk if seq is not None]
+        entries = dict(conn.execute("SELECT seq, entry FROM audit_entries WHERE seq = ANY(%s)",
+                                    [seqs]).fetchall())  # fmt: skip
+        rows = {row[0]: list(row[1:]) for row in conn.execute(
+            DECISIONS_OF, [[result_id for _, result_id in chunk]])}  # fmt: skip
+        for seq, result_id in chunk:
+            said = [bytes(entries[seq])] if seq is not None else by_result.get(str(result_id), [])
+            if any(_decision_differs(entry, rows[result_id]) for entry in said):
+                differing.append((seq, result_id))
+    return differing
+
+
+def _finding(kind: TamperKind, seq: int | None, record: Any) -> Finding:
+    return Finding(kind, seq, str(record), DETAILS[kind].format(id=record))
 
 
 def _decision_differs(entry: bytes, stored: list[Any]) -> bool:
@@ -244,7 +292,7 @@ def _decision_differs(entry: bytes, stored: list[Any]) -> bool:
 
 def _reviews(conn: psycopg.Connection[Any]) -> list[Finding]:
     return [
-        Finding(kind, seq, str(record), DETAILS[kind].format(id=record))
+        _finding(kind, seq, record)
         for kind, query in REVIEW_CHECKS.items()
         for seq, record in _run(conn, query, {"actions": REVIEWED})
     ]
@@ -255,16 +303,6 @@ def _run(conn: psycopg.Connection[Any], query: str, params: dict[str, Any]) -> l
         return conn.execute(query, params).fetchall()
     except psycopg.errors.InvalidTextRepresentation as exc:  # a value no event could hold
         raise StoreError(f"cross-check: a stored value does not parse: {exc}") from exc
-
-
-def _stream(conn: psycopg.Connection[Any], query: str, params: dict[str, Any]) -> Iterator[Any]:
-    """The rows of ``query`` through a server-side cursor: candidates are few, but need not be."""
-    with conn.cursor(name="crosscheck") as cursor:
-        cursor.itersize = CHUNK
-        try:
-            yield from cursor.execute(query, params)
-        except psycopg.errors.InvalidTextRepresentation as exc:
-            raise StoreError(f"cross-check: a stored value does not parse: {exc}") from exc
 
 
 def _readable(conn: psycopg.Connection[Any], table: str, columns: str) -> bool:
