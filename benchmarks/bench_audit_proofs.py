@@ -22,7 +22,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import random
 import statistics
 import sys
@@ -44,6 +43,7 @@ from audit import service, store, tree_nodes
 from audit.proof import Tree
 from audit.rfc6962 import CompactRange
 from audit.signer import Signer
+from benchmarks import report
 from benchmarks.bench_audit import ORIGIN, bulk_pending, seal_all, server_description
 from harness import postgres
 
@@ -193,8 +193,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         inclusion, consistency = cases(sizes, args.requests)
         figures: dict[str, Any] = {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs,"
-            f" Python {platform.python_version()}",
+            "machine": report.machine(),
             "server": server_description(admin),
             "entries": sealed,
             "stride": args.stride,
@@ -214,17 +213,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return figures
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--stride", type=int, default=tree_nodes.STRIDE)
-    parser.add_argument("--json", type=Path, help="also write the figures here")
-    args = parser.parse_args()
-    figures = run(args)
-    print(json.dumps(figures, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def main() -> None:
+    report.run_script(__doc__ or "", arguments, run)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,7 @@ Medians of ``--repeat`` rounds.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -42,6 +40,7 @@ from audit.integrity import Trust
 from audit.parallel import verify_parallel
 from audit.signer import Signer
 from audit.types import Event
+from benchmarks import report
 from benchmarks.bench_audit import ORIGIN, seal_all, server_description
 from harness import postgres
 
@@ -144,8 +143,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 print(round_number, name, f"{timings[name][-1]:.2f}s", flush=True)
         return {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs,"
-            f" Python {platform.python_version()}",
+            "machine": report.machine(),
             "server": server_description(admin),
             "entries": sealed,
             "results": args.entries,
@@ -156,16 +154,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--json", type=Path, help="also write the figures here")
-    args = parser.parse_args()
-    figures = run(args)
-    print(json.dumps(figures, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def main() -> None:
+    report.run_script(__doc__ or "", arguments, run)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,7 @@ receipts is then fetched over mTLS and verified as ``audit-tool verify-receipt``
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -37,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit import receipt
 from audit.integrity import Trust
+from benchmarks import report
 from benchmarks.bench_audit import ORIGIN
 from benchmarks.bench_classify import document, instant_upstream
 from harness import postgres
@@ -157,8 +156,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         during = [size for size, moment in monitor.seen if began <= moment <= began + elapsed]
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs,"
-        f" Python {platform.python_version()}",
+        "machine": report.machine(),
         "classifications": len(answers),
         "rate_per_s": round(len(answers) / elapsed, 1),
         "time_to_receipt_s": {
@@ -173,16 +171,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--json", type=Path, help="also write the figures here")
-    args = parser.parse_args()
-    figures = run(args)
-    print(json.dumps(figures, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def main() -> None:
+    report.run_script(__doc__ or "", arguments, run)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
+import json
 import os
 import platform
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPORT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
@@ -37,3 +41,26 @@ def write_section(name: str, lines: list[str]) -> None:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     REPORT.parent.mkdir(exist_ok=True)
     REPORT.write_text(text)
+
+
+def machine() -> str:
+    """This machine in a line, for a benchmark's figures."""
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs,"
+        f" Python {platform.python_version()}"
+    )
+
+
+def run_script(
+    doc: str, arguments: Callable[[argparse.ArgumentParser], None], run: Callable[..., Any]
+) -> None:
+    """A benchmark script's ``main``: its options (``arguments``) and ``--json``, then
+    ``run(args)``'s figures printed, and written to the ``--json`` file when given."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    arguments(parser)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    figures = run(args)
+    print(json.dumps(figures, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")

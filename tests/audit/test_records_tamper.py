@@ -73,9 +73,7 @@ def decided(
         results.append(answer.get_json()["result_id"])
     review = client.post(f"/api/v1/classifications/{results[0]}/review", json={"label": "BILLING"})
     assert review.status_code == 201, review.get_json()
-    sealer = Sealer(sealer_url, signer, state)
-    sealer.run_once()
-    sealer.close()
+    seal_now(sealer_url, signer, state)
     return {"results": results, "review": review.get_json()["review_id"]}
 
 
@@ -255,19 +253,10 @@ def test_results_and_events_from_before_the_decision_fields_verify_across_migrat
     ids = [uuid.uuid4() for _ in range(3)]
     with psycopg.connect(audit_db) as conn:
         for n, result_id in enumerate(ids):
-            conn.execute(
-                "INSERT INTO classification_results (id, document_id, content_sha256,"
-                " content_length, model, taxonomy_version, label, confidence, scores,"
-                " needs_review, truncated) VALUES (%s, %s, %s, 10, 'm', 't', 'BILLING', 0.5,"
-                " '{}', false, false)",
-                [result_id, f"doc-{n}", "ab" * 32],
-            )
             params = store.pending_params(make_event(n, result_id=str(result_id)))
             params["event"] = params["event"].replace(b'"v":2}', b'"v":1}')
-            conn.execute(store.INSERT_PENDING, params)
-    sealer = Sealer(sealer_url, signer, state)
-    sealer.run_once()
-    sealer.close()
+            store_result(conn, result_id, 0.5, params)
+    seal_now(sealer_url, signer, state)
     migrate.downgrade(sqlalchemy_url(audit_db), "0007_file_results")
     migrate.upgrade(sqlalchemy_url(audit_db))
     with psycopg.connect(audit_db) as conn:
@@ -299,19 +288,10 @@ def test_values_postgresql_writes_otherwise_as_json_are_no_finding(
     result_id = uuid.uuid4()
     decided = {"label": "BILLING", "confidence": "1.0", "model": "m", "taxonomy_version": "t",
                "truncated": False, "cached": False}  # fmt: skip
+    event = make_event(0, result_id=str(result_id), actor_subject="CN=Zoë", **decided)
     with psycopg.connect(audit_db) as conn:
-        conn.execute(
-            "INSERT INTO classification_results (id, document_id, content_sha256,"
-            " content_length, model, taxonomy_version, label, confidence, scores,"
-            " needs_review, truncated) VALUES (%s, 'doc', %s, 10, 'm', 't', 'BILLING', 1.0,"
-            " '{}', false, false)",
-            [result_id, "ab" * 32],
-        )
-        event = make_event(0, result_id=str(result_id), actor_subject="CN=Zoë", **decided)
-        conn.execute(store.INSERT_PENDING, store.pending_params(event))
-    sealer = Sealer(sealer_url, signer, state)
-    sealer.run_once()
-    sealer.close()
+        store_result(conn, result_id, 1.0, store.pending_params(event))
+    seal_now(sealer_url, signer, state)
     code, report = verify(logins, audit_db, key_files)
     assert (code, report["status"]) == (0, "ok"), report
     as_superuser_without_triggers(
@@ -321,3 +301,22 @@ def test_values_postgresql_writes_otherwise_as_json_are_no_finding(
     code, report = verify(logins, audit_db, key_files)
     assert code == 1
     assert [kind for kind, _, _ in findings(report)] == ["columns_modified", "result_modified"]
+
+
+def store_result(
+    conn: psycopg.Connection[Any], result_id: uuid.UUID, confidence: float, event: dict[str, Any]
+) -> None:
+    """A result (label BILLING, model m, taxonomy t) and its pending event, as written before."""
+    conn.execute(
+        "INSERT INTO classification_results (id, document_id, content_sha256, content_length,"
+        " model, taxonomy_version, label, confidence, scores, needs_review, truncated)"
+        " VALUES (%s, 'doc', %s, 10, 'm', 't', 'BILLING', %s, '{}', false, false)",
+        [result_id, "ab" * 32, confidence],
+    )
+    conn.execute(store.INSERT_PENDING, event)
+
+
+def seal_now(url: str, signer: Signer, state: SealerState) -> None:
+    sealer = Sealer(url, signer, state)
+    sealer.run_once()
+    sealer.close()
