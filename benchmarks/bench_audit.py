@@ -143,6 +143,23 @@ def seal_all(url: str, signer: Signer, state: Path, batch: int = 5000) -> tuple[
     return sealed, elapsed
 
 
+def load_and_seal(
+    admin: str, logins: Any, signer: Signer, fill: Any, count: int, batch: int = 5000
+) -> tuple[int, float]:
+    """Migrate the database ``admin`` as the owner, ``fill(owner_url, count)`` its pending
+    events, seal them as the sealer's login; (entries sealed, seconds the sealing took)."""
+    owner = logins.url(admin, logins.owner)
+    migrate.upgrade(owner.replace("postgresql://", "postgresql+psycopg://", 1))
+    started = time.perf_counter()
+    fill(owner, count)
+    print(f"loaded {count} in {time.perf_counter() - started:.1f}s", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        state = Path(folder) / "sealer.state"
+        sealed, elapsed = seal_all(logins.url(admin, logins.sealer), signer, state, batch)
+    print(f"sealed {sealed} in {elapsed:.1f}s", flush=True)
+    return sealed, elapsed
+
+
 def verify(url: str, trust: Trust, workers: int) -> tuple[int, float]:
     """Full verification from PostgreSQL (``workers`` = 1: the sequential verifier)."""
     started = time.perf_counter()

@@ -25,7 +25,6 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -38,13 +37,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from appliance import migrate
 from audit import service, store, tree_nodes
 from audit.proof import Tree
 from audit.rfc6962 import CompactRange
 from audit.signer import Signer
 from benchmarks import report
-from benchmarks.bench_audit import ORIGIN, bulk_pending, seal_all, server_description
+from benchmarks.bench_audit import ORIGIN, bulk_pending, load_and_seal, server_description
 from harness import postgres
 
 BATCH = 5000
@@ -180,14 +178,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with postgres.databases_with_logins() as (databases, logins):
         admin = databases.create("bench_proofs")
         owner, app = logins.url(admin, logins.owner), logins.url(admin, logins.app)
-        migrate.upgrade(postgres.sqlalchemy_url(owner))
-        started = time.perf_counter()
-        bulk_pending(owner, args.entries)
-        print(f"loaded {args.entries} pending in {time.perf_counter() - started:.1f}s", flush=True)
-        with tempfile.TemporaryDirectory() as folder:
-            state = Path(folder) / "sealer.state"
-            sealed, elapsed = seal_all(logins.url(admin, logins.sealer), signer, state, BATCH)
-        print(f"sealed {sealed} in {elapsed:.1f}s", flush=True)
+        sealed, elapsed = load_and_seal(admin, logins, signer, bulk_pending, args.entries, BATCH)
         with psycopg.connect(app) as conn:
             sizes = [cp.size for cp in store.checkpoints(conn)]
         inclusion, consistency = cases(sizes, args.requests)

@@ -20,7 +20,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -32,7 +31,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from appliance import migrate
 from audit import cli
 from audit.chain import encode_event
 from audit.crosscheck import cross_check
@@ -41,7 +39,7 @@ from audit.parallel import verify_parallel
 from audit.signer import Signer
 from audit.types import Event
 from benchmarks import report
-from benchmarks.bench_audit import ORIGIN, seal_all, server_description
+from benchmarks.bench_audit import ORIGIN, load_and_seal, server_description
 from harness import postgres
 
 TEMPLATE = Event(
@@ -110,14 +108,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with postgres.databases_with_logins() as (databases, logins):
         admin = databases.create("bench_verify")
         owner, auditor = logins.url(admin, logins.owner), logins.url(admin, logins.auditor)
-        migrate.upgrade(postgres.sqlalchemy_url(owner))
-        started = time.perf_counter()
-        load(owner, args.entries)
-        print(f"loaded {args.entries} in {time.perf_counter() - started:.1f}s", flush=True)
-        with tempfile.TemporaryDirectory() as folder:
-            state = Path(folder) / "sealer.state"
-            sealed, elapsed = seal_all(logins.url(admin, logins.sealer), signer, state)
-        print(f"sealed {sealed} in {elapsed:.1f}s", flush=True)
+        sealed, _ = load_and_seal(admin, logins, signer, load, args.entries)
         with psycopg.connect(owner, autocommit=True) as conn:
             conn.execute("ANALYZE")  # as autovacuum would have, on a live system
 
