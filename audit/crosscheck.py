@@ -167,14 +167,15 @@ REVIEW_CHECKS = {
     TamperKind.REVIEW_INSERTED: f"""
         WITH {EVENTS},
         unnamed AS (
-            SELECT v.id, v.result_id, v.created_at FROM classification_reviews v
+            SELECT v.id, v.result_id, v.created_at,
+                   count(*) OVER (PARTITION BY v.result_id) AS reviews
+              FROM classification_reviews v
              WHERE NOT EXISTS (SELECT FROM events WHERE (e ->> 'review_id')::uuid = v.id)),
         legacy AS (
             SELECT (e ->> 'result_id')::uuid AS result_id, count(*) AS events FROM events
              WHERE NOT e ? 'review_id' GROUP BY 1)
         SELECT NULL, u.id FROM unnamed u LEFT JOIN legacy l USING (result_id)
-         WHERE (SELECT count(*) FROM unnamed w WHERE w.result_id = u.result_id)
-               > coalesce(l.events, 0)
+         WHERE u.reviews > coalesce(l.events, 0)
          ORDER BY u.created_at LIMIT {LIMIT}""",
     TamperKind.REVIEW_DELETED: f"""
         WITH {EVENTS} SELECT seq, e ->> 'review_id' FROM events WHERE e ? 'review_id'
@@ -257,10 +258,11 @@ def _results(conn: psycopg.Connection[Any]) -> list[Finding]:
 def _modified(conn: psycopg.Connection[Any], events: list[tuple[int | None, Any]]) -> list[Any]:
     """Of the candidate events (seq, or None while pending; result id), those whose bytes say
     another decision than their result's row, decoded a chunk at a time."""
-    pending = [bytes(row[0]) for row in conn.execute(PENDING_CLASSIFIED, [CLASSIFIED])]
     by_result: dict[str, list[bytes]] = {}
-    for event in pending if any(seq is None for seq, _ in events) else ():
-        by_result.setdefault(json.loads(event).get("result_id") or "", []).append(event)
+    if any(seq is None for seq, _ in events):
+        for (event,) in conn.execute(PENDING_CLASSIFIED, [CLASSIFIED]):
+            fields = json.loads(bytes(event))
+            by_result.setdefault(fields.get("result_id") or "", []).append(bytes(event))
     differing = []
     for low in range(0, len(events), CHUNK):
         chunk = events[low : low + CHUNK]
@@ -284,8 +286,13 @@ def _decision_differs(entry: bytes, stored: list[Any]) -> bool:
     """Whether the event in ``entry`` (sealed or pending bytes) says another decision than the
     result's stored columns (``DECISION``), compared exactly."""
     event = json.loads(event_bytes(entry) if entry.startswith(b'{"seq":') else entry)
+    if "label" not in event:  # a version 1 event: it says no decision
+        return False
     said = dict(zip(DECISION, stored, strict=True))
-    if float(event["confidence"]) != said.pop("confidence"):
+    try:
+        if float(event["confidence"]) != said.pop("confidence"):
+            return True
+    except (KeyError, TypeError, ValueError):  # no confidence a decision could have
         return True
     return any(event.get(key) != value for key, value in said.items())
 

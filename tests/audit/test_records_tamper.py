@@ -32,6 +32,8 @@ from tests.audit.conftest import ORIGIN, make_event
 from tests.audit.test_cli import run
 from tests.common.apps import app_over
 
+RELABEL = "label = CASE label WHEN 'BILLING' THEN 'TEST_RESULTS' ELSE 'BILLING' END"
+"""Another label than the stored one, whatever the model answered."""
 DOCUMENTS = [
     ("MRN-1/visit-1", "Discharge summary: patient stable, follow up in two weeks."),
     ("MRN-2/visit-1", "Invoice 4411: amount due 120.00 for office visit."),
@@ -149,12 +151,28 @@ def test_a_changed_label_is_named_with_its_result_and_event(
 ) -> None:
     changed = decided["results"][1]
     as_superuser_without_triggers(
-        audit_db, f"UPDATE classification_results SET label = 'TEST_RESULTS' WHERE id = '{changed}'"
+        audit_db, f"UPDATE classification_results SET {RELABEL} WHERE id = '{changed}'"
     )
     code, report = verify(logins, audit_db, key_files)
     assert (code, report["status"]) == (1, "tampered")
     assert findings(report) == [("result_modified", seq_of(audit_db, changed), changed)]
     assert verify(logins, audit_db, key_files, "--no-results")[0] == 0
+
+
+def test_a_result_whose_event_is_still_pending_is_checked_too(
+    decided: dict[str, Any], app: Flask, logins: Logins, audit_db: str, key_files: Path
+) -> None:
+    """Committed with its result, not sealed yet: the pending event is the log's word."""
+    client = app.test_client()
+    client.environ_base[IDENTITY_ENVIRON_KEY] = identity("classifier")  # type: ignore[assignment]
+    body = {"document_id": "MRN-5/visit-1", "text": "Operative note: appendectomy, no issues."}
+    fresh = client.post("/api/v1/classify-document", json=body).get_json()["result_id"]
+    assert verify(logins, audit_db, key_files)[0] == 0
+    as_superuser_without_triggers(
+        audit_db, f"UPDATE classification_results SET {RELABEL} WHERE id = '{fresh}'"
+    )
+    code, report = verify(logins, audit_db, key_files)
+    assert code == 1 and findings(report) == [("result_modified", None, fresh)]
 
 
 CHANGES = ["confidence = confidence / 2", "model = 'other-model'", "prompt_version = NULL",
@@ -215,7 +233,7 @@ def test_a_changed_or_deleted_review_is_named(
     review, reviewed = decided["review"], decided["results"][0]
     seq = seq_of(audit_db, reviewed, "review_classification")
     as_superuser_without_triggers(
-        audit_db, f"UPDATE classification_reviews SET label = 'AUTHORIZATION' WHERE id = '{review}'"
+        audit_db, f"UPDATE classification_reviews SET {RELABEL} WHERE id = '{review}'"
     )
     assert findings(verify(logins, audit_db, key_files)[1]) == [("review_modified", seq, review)]
     as_superuser_without_triggers(
