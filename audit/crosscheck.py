@@ -37,7 +37,6 @@ LIMIT = 100
 """Findings reported per kind: enough to act on, bounded output."""
 CHUNK = 5000
 """Candidate rows decoded per round trip in the second stage."""
-CLASSIFIED = ["classify_document", "classify_file"]
 REVIEWED = ["review_classification"]
 
 
@@ -234,7 +233,7 @@ def _columns(conn: psycopg.Connection[Any]) -> list[Finding]:
 
 
 def _results(conn: psycopg.Connection[Any]) -> list[Finding]:
-    params = {"actions": CLASSIFIED}
+    params = {"actions": store.CLASSIFYING_ACTIONS}
     found: dict[TamperKind, list[Finding]] = {
         TamperKind.RESULT_INSERTED: [
             _finding(TamperKind.RESULT_INSERTED, None, result_id)
@@ -260,7 +259,7 @@ def _modified(conn: psycopg.Connection[Any], events: list[tuple[int | None, Any]
     another decision than their result's row, decoded a chunk at a time."""
     by_result: dict[str, list[bytes]] = {}
     if any(seq is None for seq, _ in events):
-        for (event,) in conn.execute(PENDING_CLASSIFIED, [CLASSIFIED]):
+        for (event,) in conn.execute(PENDING_CLASSIFIED, [store.CLASSIFYING_ACTIONS]):
             fields = json.loads(bytes(event))
             by_result.setdefault(fields.get("result_id") or "", []).append(bytes(event))
     differing = []

@@ -67,6 +67,10 @@ class SealingRefused(AuditError):
         self.detail = detail
 
 
+class NotSealedYet(AuditError):
+    """The event exists but is not yet covered by a signed checkpoint: ask again shortly."""
+
+
 class ExportError(AuditError):
     """An export file is malformed."""
 

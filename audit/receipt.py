@@ -6,24 +6,19 @@ cosignatures). Its ``extra`` line carries the entry bytes themselves (base64): t
 ``extra`` unauthenticated, and here it needs no trust, because the verifier hashes those bytes
 into the leaf the proof starts from. So one file answers "what did the system decide for this
 document on that day": the event (label, confidence, model, versions), proven to be entry
-``index`` of the tree the log's key signed.
+``index`` of the tree the log's key signed. Offline: no database driver (``audit.service``
+builds receipts from the database).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import uuid
 from dataclasses import dataclass
-from typing import Any
 
-import psycopg
-
-from audit import service, store
 from audit.chain import claimed_seq, decode_event, event_bytes
 from audit.checkpoint import b64decode, open_note
 from audit.errors import (
-    AuditError,
     CheckpointError,
     EventError,
     ProofError,
@@ -36,11 +31,6 @@ from audit.types import Event, TamperKind
 from audit.verify import verify_inclusion
 
 HEADER = "c2sp.org/tlog-proof@v1"
-CLASSIFIED = ["classify_document", "classify_file"]
-
-
-class NotSealedYet(AuditError):
-    """The event exists but is not yet covered by a signed checkpoint: ask again shortly."""
 
 
 @dataclass(frozen=True)
@@ -100,38 +90,6 @@ def verify(receipt: Receipt, trust: Trust) -> Verified:
     except (CheckpointError, ProofError, RootMismatchError, EventError) as exc:
         raise TamperingDetected(TamperKind.MODIFIED, receipt.index, f"receipt: {exc}") from exc
     return Verified(event, receipt.index, checkpoint.size)
-
-
-def for_result(conn: psycopg.Connection[Any], result_id: uuid.UUID) -> Receipt:
-    """The receipt of the event that recorded result ``result_id`` (its first classification
-    event), under the newest checkpoint. ``NotSealedYet`` while that event is pending or
-    unsigned; ``ProofError`` when no event names the result."""
-    row = conn.execute(
-        "SELECT seq FROM audit_entries WHERE result_id = %s AND action = ANY(%s)"
-        " ORDER BY seq LIMIT 1",
-        [result_id, CLASSIFIED],
-    ).fetchone()
-    if row is None:
-        if _pending(conn, result_id):
-            raise NotSealedYet("the classification's audit event is not sealed yet")
-        raise ProofError("no classification event names this result")
-    seq = int(row[0])
-    latest = store.latest_checkpoint(conn)
-    if latest is None or latest.size <= seq:
-        raise NotSealedYet("the classification's audit event is not signed yet")
-    proof = service.inclusion(conn, seq, latest.size)
-    note = latest.note + "".join(store.cosignatures(conn, latest.size))  # lines end with \n
-    hashes = tuple(base64.b64decode(node) for node in proof["hashes"])
-    return Receipt(base64.b64decode(proof["entry"]), seq, hashes, note)
-
-
-def _pending(conn: psycopg.Connection[Any], result_id: uuid.UUID) -> bool:
-    row = conn.execute(
-        "SELECT EXISTS (SELECT FROM audit_pending WHERE action = ANY(%s)"
-        " AND convert_from(event, 'UTF8')::jsonb ->> 'result_id' = %s)",
-        [CLASSIFIED, str(result_id)],
-    ).fetchone()
-    return bool(row and row[0])
 
 
 def _b64(data: bytes) -> str:

@@ -9,14 +9,21 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import uuid
 from typing import Any
 
 import psycopg
 
 from audit import checkpoint as notes
-from audit import store, stored_proofs
+from audit import receipt, store, stored_proofs
 from audit.chain import OMITTED_WHEN_NONE, decode_event, event_bytes
-from audit.errors import AuditError, ProofError, RecordsTampered, TamperingDetected
+from audit.errors import (
+    AuditError,
+    NotSealedYet,
+    ProofError,
+    RecordsTampered,
+    TamperingDetected,
+)
 from audit.integrity import Trust, VerifyResult, verify_log
 from audit.rfc6962 import hash_leaf
 from audit.types import Checkpoint, Event, Hash, StoredCheckpoint
@@ -163,3 +170,35 @@ def event_json(event: Event) -> dict[str, Any]:
     """An event's fields; the later optional ones only when it carries them (older versions,
     other actions do not), as in its canonical bytes."""
     return {k: v for k, v in vars(event).items() if v is not None or k not in OMITTED_WHEN_NONE}
+
+
+def receipt_for(conn: psycopg.Connection[Any], result_id: uuid.UUID) -> receipt.Receipt:
+    """The receipt of the event that recorded result ``result_id`` (its first classification
+    event), under the newest checkpoint. ``NotSealedYet`` while that event is pending or
+    unsigned; ``ProofError`` when no event names the result."""
+    row = conn.execute(
+        "SELECT seq FROM audit_entries WHERE result_id = %s AND action = ANY(%s)"
+        " ORDER BY seq LIMIT 1",
+        [result_id, store.CLASSIFYING_ACTIONS],
+    ).fetchone()
+    if row is None:
+        if _pending_event_names(conn, result_id):
+            raise NotSealedYet("the classification's audit event is not sealed yet")
+        raise ProofError("no classification event names this result")
+    seq = int(row[0])
+    latest = store.latest_checkpoint(conn)
+    if latest is None or latest.size <= seq:
+        raise NotSealedYet("the classification's audit event is not signed yet")
+    proof = inclusion(conn, seq, latest.size)
+    note = latest.note + "".join(store.cosignatures(conn, latest.size))  # lines end with \n
+    hashes = tuple(base64.b64decode(node) for node in proof["hashes"])
+    return receipt.Receipt(base64.b64decode(proof["entry"]), seq, hashes, note)
+
+
+def _pending_event_names(conn: psycopg.Connection[Any], result_id: uuid.UUID) -> bool:
+    row = conn.execute(
+        "SELECT EXISTS (SELECT FROM audit_pending WHERE action = ANY(%s)"
+        " AND convert_from(event, 'UTF8')::jsonb ->> 'result_id' = %s)",
+        [store.CLASSIFYING_ACTIONS, str(result_id)],
+    ).fetchone()
+    return bool(row and row[0])

@@ -54,6 +54,8 @@ SEARCH_COLUMNS = {
 them from the hashed bytes (``search_values``); ``audit.crosscheck`` checks they still agree."""
 
 
+CLASSIFYING_ACTIONS = ["classify_document", "classify_file"]
+"""The actions whose events record a classification result (receipts, the cross-checks)."""
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "occurred_at": datetime.fromisoformat,
     "result_id": uuid.UUID,

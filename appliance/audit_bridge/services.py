@@ -31,11 +31,10 @@ from appliance.errors import (
 )
 from appliance.settings import Settings
 from audit import checkpoint as notes
-from audit import pseudonym, receipt, store
+from audit import pseudonym, service, store
 from audit.chain import format_confidence, format_time, scores_digest
-from audit.errors import AuditError, KeyFileError, ProofError, StoreError
+from audit.errors import AuditError, KeyFileError, NotSealedYet, ProofError, StoreError
 from audit.integrity import Trust
-from audit.receipt import NotSealedYet
 from audit.types import Event
 
 
@@ -195,7 +194,7 @@ class AuditReader:
     def receipt(self, result_id: uuid.UUID) -> str:
         """The C2SP tlog-proof receipt of the event that recorded ``result_id``."""
         with translated(), self.connection() as conn:
-            return receipt.for_result(conn, result_id).render()
+            return service.receipt_for(conn, result_id).render()
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:

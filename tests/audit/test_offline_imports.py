@@ -9,7 +9,8 @@ import sys
 
 def test_verification_imports_no_database_driver() -> None:
     code = (
-        "import sys, audit.integrity, audit.export_file, audit.verify, audit.rfc6962;"
+        "import sys, audit.integrity, audit.export_file, audit.verify, audit.rfc6962,"
+        " audit.receipt;"
         "assert 'psycopg' not in sys.modules, 'psycopg was imported'"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
