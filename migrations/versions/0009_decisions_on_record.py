@@ -13,7 +13,8 @@ Create Date: 2026-12-02
 - ``audit_entries.result_id`` (a search column like ``actor``, taken by the sealer from the
   hashed bytes and checked against them by ``verify``) finds a result's events: receipts and
   the results cross-check. Existing entries get it from their bytes here (their hashed bytes
-  are not touched).
+  are not touched), and so does an entry the previous release's sealer inserts during a rolling
+  upgrade (a trigger).
 - The auditor role may read the results' decision columns (not the document ids).
 """
 
@@ -44,6 +45,20 @@ END
 $$
 """
 
+FILL_RESULT_ID = """
+CREATE FUNCTION audit_entry_result_id() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.result_id IS NULL AND position('"result_id":"'::bytea in NEW.entry) > 0 THEN
+        NEW.result_id := (convert_from(NEW.entry, 'UTF8')::jsonb -> 'event' ->> 'result_id')::uuid;
+    END IF;
+    RETURN NEW;
+END
+$$
+"""
+"""An entry sealed without its result id column (by the previous release's sealer, still
+running on another host during a rolling upgrade) gets it from its bytes, so the column never
+disagrees with them; the new sealer sets it itself (then this only looks)."""
+
 RESULT_ID_FROM_BYTES = """
 UPDATE audit_entries
    SET result_id = (convert_from(entry, 'UTF8')::jsonb -> 'event' ->> 'result_id')::uuid
@@ -61,6 +76,11 @@ def upgrade() -> None:
     op.execute(
         "CREATE INDEX ix_audit_entries_result_id ON audit_entries (result_id, seq)"
         " WHERE result_id IS NOT NULL"
+    )
+    op.execute(FILL_RESULT_ID)
+    op.execute(
+        "CREATE TRIGGER tr_audit_entries_result_id BEFORE INSERT ON audit_entries"
+        " FOR EACH ROW EXECUTE FUNCTION audit_entry_result_id()"
     )
     op.execute(REJECT)
     for table in APPEND_ONLY:
@@ -83,6 +103,8 @@ def downgrade() -> None:
         op.execute(f"DROP TRIGGER tr_{table}_no_truncate ON {table}")
         op.execute(f"DROP TRIGGER tr_{table}_append_only ON {table}")
     op.execute("DROP FUNCTION appliance_reject_change()")
+    op.execute("DROP TRIGGER tr_audit_entries_result_id ON audit_entries")
+    op.execute("DROP FUNCTION audit_entry_result_id()")
     op.execute("DROP INDEX ix_audit_entries_result_id")
     op.drop_column("audit_entries", "result_id")
     op.drop_column("classification_results", "prompt_version")

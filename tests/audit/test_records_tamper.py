@@ -22,6 +22,7 @@ from appliance import migrate
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY
 from appliance.settings import Settings
 from audit import store
+from audit.chain import chain_hash, encode_event, entry_hash, wrap
 from audit.sealer import Sealer
 from audit.sealer_state import SealerState
 from audit.signer import Signer
@@ -338,3 +339,22 @@ def seal_now(url: str, signer: Signer, state: SealerState) -> None:
     sealer = Sealer(url, signer, state)
     sealer.run_once()
     sealer.close()
+
+
+def test_an_entry_sealed_by_the_previous_release_gets_its_result_id_from_its_bytes(
+    audit_db: str,
+) -> None:
+    """During a rolling upgrade the old sealer, still running elsewhere, inserts entries
+    without the column: the database fills it from the bytes, so verify finds no mismatch."""
+    result_id = str(uuid.uuid4())
+    entry = wrap(0, encode_event(make_event(0, result_id=result_id)))
+    with psycopg.connect(audit_db) as conn:
+        conn.execute(
+            "INSERT INTO audit_entries (seq, event_id, entry, entry_hash, chain_hash,"
+            " occurred_at, actor, action, resource, outcome_status)"
+            " VALUES (0, gen_random_uuid(), %s, %s, %s, now(), NULL, 'classify_document',"
+            " NULL, 200)",
+            [entry, entry_hash(entry), chain_hash(bytes(32), entry_hash(entry))],
+        )
+        row = conn.execute("SELECT result_id::text FROM audit_entries WHERE seq = 0").fetchone()
+    assert row == (result_id,)
