@@ -76,24 +76,23 @@ def load(url: str, count: int) -> None:
         template = template.replace(value, slot)
     with psycopg.connect(url) as conn:
         conn.execute(
-            "INSERT INTO classification_results (id, document_id, content_sha256,"
+            "WITH made AS (INSERT INTO classification_results (id, document_id, content_sha256,"
             " content_length, model, model_digest, prompt_version, taxonomy_version, label,"
             " confidence, scores, needs_review, truncated)"
             " SELECT gen_random_uuid(), 'doc-' || g, md5(g::text) || md5(g::text), 900, %s, %s,"
-            " %s, %s, %s, %s, '{}', false, false FROM generate_series(1, %s) AS g",
-            [TEMPLATE.model, TEMPLATE.model_digest, TEMPLATE.prompt_version,
-             TEMPLATE.taxonomy_version, TEMPLATE.label, float(TEMPLATE.confidence or 0), count],
-        )  # fmt: skip
-        conn.execute(
-            "INSERT INTO audit_pending (event_id, event, occurred_at, actor, action, resource,"
+            " %s, %s, %s, %s, '{}', false, false FROM generate_series(1, %s) AS g"
+            " RETURNING id, created_at)"
+            " INSERT INTO audit_pending (event_id, event, occurred_at, actor, action, resource,"
             " outcome_status)"
             " SELECT u, convert_to(format(%s, u, md5(r.id::text), to_char(r.created_at AT TIME"
             "   ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), r.id), 'UTF8'),"
             " r.created_at, %s, 'classify_document', %s, 200"
-            " FROM (SELECT gen_random_uuid() AS u, id, created_at FROM classification_results"
+            " FROM (SELECT gen_random_uuid() AS u, id, created_at FROM made"
             "       ORDER BY created_at, id) AS r",
-            [template, TEMPLATE.actor_subject, TEMPLATE.resource],
-        )
+            [TEMPLATE.model, TEMPLATE.model_digest, TEMPLATE.prompt_version,
+             TEMPLATE.taxonomy_version, TEMPLATE.label, float(TEMPLATE.confidence or 0), count,
+             template, TEMPLATE.actor_subject, TEMPLATE.resource],
+        )  # fmt: skip
 
 
 def timed(work: Callable[[], Any]) -> float:
