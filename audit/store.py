@@ -1,7 +1,8 @@
 """SQL for the audit tables (psycopg 3): pending inserts, sealed reads, streaming, search.
 
-Table layout: migrations/versions/0002_audit.py. Only ``audit_pending`` is ever written by the
-application; everything else is written by the sealer.
+Table layout: migrations/versions/0002_audit.py (and 0008-0010). The application writes only
+``audit_pending`` (and ``audit_verify_progress``, its verification steps); the sealed tables are
+written by the sealer alone.
 """
 
 from __future__ import annotations
