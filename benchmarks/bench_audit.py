@@ -108,6 +108,15 @@ def writers(url: str, count: int, seconds: float, processes: int) -> float:
     return total / seconds
 
 
+def format_template(example: Event, values: list[str]) -> str:
+    """The canonical bytes of ``example`` as a template for SQL's ``format``: each of
+    ``values`` (field values of the example) replaced by its slot ``%1$s``, ``%2$s``, ..."""
+    template = encode_event(example).decode()
+    for number, value in enumerate(values, start=1):
+        template = template.replace(value, f"%{number}$s")
+    return template
+
+
 def bulk_pending(url: str, count: int) -> None:
     """Fill the pending table fast, server-side, with ``count`` events of the real shape.
 
@@ -115,10 +124,7 @@ def bulk_pending(url: str, count: int) -> None:
     and times substituted by SQL: same fields, same sizes as what the sink writes.
     """
     marker = event(0)
-    template = encode_event(marker).decode()
-    for value, slot in ((marker.event_id, "%1$s"), (marker.request_id, "%2$s"),
-                        (marker.occurred_at, "%3$s")):  # fmt: skip
-        template = template.replace(value, slot)
+    template = format_template(marker, [marker.event_id, marker.request_id, marker.occurred_at])
     with psycopg.connect(url) as conn:
         conn.execute(
             "INSERT INTO audit_pending (event_id, event, occurred_at, actor, action, resource,"

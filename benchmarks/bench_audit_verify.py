@@ -39,7 +39,7 @@ from audit.parallel import verify_parallel
 from audit.signer import Signer
 from audit.types import Event
 from benchmarks import report
-from benchmarks.bench_audit import ORIGIN, load_and_seal, server_description
+from benchmarks.bench_audit import ORIGIN, format_template, load_and_seal, server_description
 from harness import postgres
 
 TEMPLATE = Event(
@@ -69,11 +69,10 @@ TEMPLATE = Event(
 
 def load(url: str, count: int) -> None:
     """``count`` results and, in the pending table, the event of each (ids and times fresh)."""
-    template = encode_event(TEMPLATE).decode()
-    slots = {TEMPLATE.event_id: "%1$s", TEMPLATE.request_id: "%2$s",
-             TEMPLATE.occurred_at: "%3$s", str(TEMPLATE.result_id): "%4$s"}  # fmt: skip
-    for value, slot in slots.items():
-        template = template.replace(value, slot)
+    template = format_template(
+        TEMPLATE,
+        [TEMPLATE.event_id, TEMPLATE.request_id, TEMPLATE.occurred_at, str(TEMPLATE.result_id)],
+    )
     with psycopg.connect(url) as conn:
         conn.execute(
             "WITH made AS (INSERT INTO classification_results (id, document_id, content_sha256,"
