@@ -23,6 +23,7 @@ from appliance.context import RequestContext
 from appliance.health import views as health_views
 from appliance.identity.access import current_identity, requires_roles
 from appliance.identity.tls import TlsExpiryCollector
+from appliance.jobs import views as job_views
 from appliance.logging import configure_logging
 from appliance.openapi import build_spec
 from appliance.requests import InMemoryUploads
@@ -50,6 +51,7 @@ def create_app(services: Services | None = None) -> Flask:
     error_handlers.init_app(app)
     app.register_blueprint(classification_views.bp)
     app.register_blueprint(review_views.bp)
+    app.register_blueprint(job_views.bp)
     app.register_blueprint(health_views.bp)
     _register_service_endpoints(app, services)
     undeclared = undeclared_endpoints(app)

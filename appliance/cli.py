@@ -1,5 +1,5 @@
-"""The ``appliance`` command: serve, database migrations, configuration check, and the
-``pki``, ``eval``, ``classify`` and ``taxonomy`` command groups.
+"""The ``appliance`` command: serve, worker, database migrations, configuration check, and the
+``pki``, ``eval``, ``classify``, ``taxonomy`` and ``jobs`` command groups.
 
 Errors become exit codes in one place, ``ApplianceGroup``: 0 success, 1 an error the appliance
 reports (its message on stderr), 2 a usage error (click's).
@@ -22,6 +22,7 @@ from appliance.errors import ApplianceError
 from appliance.evaluation.cli import classify_command, eval_command, taxonomy
 from appliance.identity.roles import RoleConfigError, load_role_map
 from appliance.identity.tls import TlsConfigError, tls_settings_from
+from appliance.jobs.cli import jobs
 from appliance.pki.cli import pki
 from appliance.pki.errors import PkiError
 from appliance.settings import Settings
@@ -55,6 +56,20 @@ def serve() -> None:
         sys.executable,
         [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "appliance.wsgi:app"],
     )
+
+
+@cli.command()
+def worker() -> None:
+    """Classify bulk jobs' items from the queue until stopped (SIGTERM: finish the chunks in
+    hand). Run any number, on any node; each keeps APPLIANCE_WORKER_CONCURRENCY in flight."""
+    from appliance.jobs.worker import run_worker  # the worker's imports, only when it runs
+    from appliance.services import build_services
+
+    services = build_services(Settings())
+    try:
+        run_worker(services)
+    finally:
+        services.close()
 
 
 @cli.group()
@@ -110,6 +125,7 @@ cli.add_command(pki)
 cli.add_command(eval_command)
 cli.add_command(classify_command)
 cli.add_command(taxonomy)
+cli.add_command(jobs)
 
 
 def main() -> None:

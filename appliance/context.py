@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from appliance.audit_bridge.interfaces import Action
+from appliance.audit_bridge.interfaces import Action, JobRef
 from appliance.identity.interfaces import Identity
 
 
@@ -26,6 +26,8 @@ class RequestContext:
     recorded: set[Action] = field(default_factory=set)
     """Operations whose audit event has been committed for this request."""
     started: float = field(default_factory=time.perf_counter)
+    job: JobRef | None = None
+    """A worker's context: the bulk job item it classifies (its events name it)."""
 
     @property
     def actor(self) -> str | None:

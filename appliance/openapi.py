@@ -24,6 +24,8 @@ from appliance.classification.schemas import (
     ErrorOut,
 )
 from appliance.intake.formats import MEDIA_TYPES, UNKNOWN
+from appliance.jobs import views as job_views
+from appliance.jobs.schemas import JobOut, JobResultsOut
 from appliance.review import views as review_views
 from appliance.review.schemas import HistoryOut, QueueOut, ReviewIn, ReviewOut
 from appliance.text import IDENTIFIER
@@ -72,6 +74,7 @@ DOCUMENT_ID = _path(
 }
 RESULT_ID = _path("result_id", {"type": "string", "format": "uuid"})
 SEQ = _path("seq", {"type": "integer", "minimum": 0})
+JOB_ID = _path("job_id", {"type": "string", "format": "uuid"})
 
 
 def _query_model(model: type[BaseModel]) -> list[dict[str, Any]]:
@@ -118,6 +121,8 @@ class Operation:
     parameters: list[dict[str, Any]] = field(default_factory=list)
     files: tuple[str, ...] = ()
     """Media types of a raw file body (instead of a JSON ``body``)."""
+    lines_of: type[BaseModel] | None = None
+    """A JSON Lines body, each line one of these (instead of a JSON ``body``)."""
     ok_status: str = "200"
     ok_text: bool = False
     links: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -197,6 +202,67 @@ OPERATIONS = [
         [RESULT_ID],
         ok_status="201",
         links={"history": RESULT_LINKS["history"]},
+    ),
+    Operation(
+        "/api/v1/jobs",
+        "post",
+        Action.SUBMIT_JOB,
+        "Submit a bulk job: JSON Lines, one document per line; processed by the workers."
+        " A repeated Idempotency-Key with the same body answers the same job.",
+        "classifier",
+        JobOut,
+        parameters=[
+            _query(
+                "callback_url",
+                "uri",
+                "https:// URL (from the configured allow-list) told when the job ends, over"
+                " mutual TLS, signed (X-Appliance-Signature)",
+            ),
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "pattern": job_views.IDEMPOTENCY_KEY.pattern},
+            }
+        ],
+        lines_of=DocumentIn,
+        ok_status="202",
+        links={
+            "status": _link(Action.READ_JOB, job_id="$response.body#/job_id"),
+            "results": _link(Action.READ_JOB_RESULTS, job_id="$response.body#/job_id"),
+            "cancel": _link(Action.CANCEL_JOB, job_id="$response.body#/job_id"),
+        },
+    ),
+    Operation(
+        "/api/v1/jobs/{job_id}",
+        "get",
+        Action.READ_JOB,
+        "A job's state, counts, throughput and time left",
+        "classifier (its own jobs), auditor",
+        JobOut,
+        parameters=[JOB_ID],
+    ),
+    Operation(
+        "/api/v1/jobs/{job_id}/results",
+        "get",
+        Action.READ_JOB_RESULTS,
+        "A page of a job's items with their results or errors, in line order",
+        "classifier (its own jobs), auditor",
+        JobResultsOut,
+        parameters=[
+            JOB_ID,
+            job_views.RESULTS_AFTER.openapi(),
+            job_views.RESULTS_LIMIT.openapi(),
+        ],
+    ),
+    Operation(
+        "/api/v1/jobs/{job_id}/cancel",
+        "post",
+        Action.CANCEL_JOB,
+        "Cancel a job's unfinished items (and drop their stored texts)",
+        "classifier (its own jobs)",
+        JobOut,
+        parameters=[JOB_ID],
     ),
     Operation(
         "/api/v1/audit/events",
@@ -291,13 +357,23 @@ def _operation(spec: APISpec, op: Operation) -> dict[str, Any]:
         operation["parameters"] = op.parameters
     if op.body is not None:
         operation["requestBody"] = {"required": True, **_content(_schema(spec, op.body))}
+    if op.lines_of is not None:
+        lines = {
+            "type": "string",
+            "description": f"JSON Lines: each line one {op.lines_of.__name__}. A line that is"
+            " not one becomes that item's error, and the others are classified.",
+        }
+        operation["requestBody"] = {
+            "required": True,
+            "content": {media: {"schema": lines} for media in job_views.JSON_LINES},
+        }
+        _schema(spec, op.lines_of)
     if op.files:
         binary = {"type": "string", "format": "binary"}
         form = {
             "type": "object",
             "required": ["file"],
-            "properties": {"file": binary}
-            | {p["name"]: p["schema"] for p in op.parameters},
+            "properties": {"file": binary} | {p["name"]: p["schema"] for p in op.parameters},
             "description": "The parameters may be form fields instead of query parameters.",
         }
         operation["requestBody"] = {

@@ -4,19 +4,16 @@ parameters with the bounds the OpenAPI document states."""
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 from flask import Request
-from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from appliance.errors import InvalidRequest, MalformedJSON, PayloadTooLarge, UnsupportedMediaType
+from appliance.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from appliance.text import storable
-
-M = TypeVar("M", bound=BaseModel)
+from appliance.validation import decode_json
 
 
 class InMemoryUploads(Request):
@@ -62,13 +59,7 @@ def json_body(request: Request, max_bytes: int) -> Any:
     """The decoded JSON body; 415 unless it is ``application/json``, 413 past ``max_bytes``."""
     if request.mimetype != "application/json":
         raise UnsupportedMediaType("send the body as application/json")
-    raw = body_bytes(request, max_bytes)
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedJSON("the body is not valid UTF-8 JSON") from exc
-    except RecursionError as exc:
-        raise MalformedJSON("the body's JSON is nested too deeply") from exc
+    return decode_json(body_bytes(request, max_bytes))
 
 
 def storable_parameter(name: str, value: str) -> str:
@@ -77,18 +68,6 @@ def storable_parameter(name: str, value: str) -> str:
         return storable(value)
     except ValueError as exc:
         raise InvalidRequest(f"{name}: {exc}") from exc
-
-
-def validate(model: type[M], data: Any) -> M:
-    """Validate against a pydantic model; the 400 names the offending fields."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
-            for error in exc.errors(include_url=False, include_input=False)
-        )
-        raise InvalidRequest(problems) from exc
 
 
 @dataclass(frozen=True)

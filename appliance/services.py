@@ -27,6 +27,9 @@ from appliance.health.startup import StartupState
 from appliance.intake.extract import PageReader
 from appliance.intake.limits import Limits
 from appliance.intake.ocr import TesseractOcr
+from appliance.jobs.crypto import load_job_key
+from appliance.jobs.queue import Deferrer
+from appliance.jobs.services import JobService
 from appliance.review.services import ReviewService
 from appliance.settings import Settings
 
@@ -42,6 +45,7 @@ class Services:
     files: FileClassificationService
     pages: PageReader
     review: ReviewService
+    jobs: JobService
     audit_reader: AuditReader
     startup: StartupState
 
@@ -77,6 +81,7 @@ def build_services(
         max_concurrency=settings.vllm_max_concurrency,
         clock=clock,
     )
+    job_key = load_job_key(settings.job_key_path) if settings.job_key_path else None
     pages = PageReader(
         Limits.from_settings(settings),
         TesseractOcr(settings.ocr_language, settings.ocr_page_timeout_s),
@@ -96,6 +101,7 @@ def build_services(
         files=files,
         pages=pages,
         review=ReviewService(engine, taxonomy, recorder, clock),
+        jobs=JobService(engine, Deferrer(), recorder, job_key, settings.job_chunk_items, clock),
         audit_reader=AuditReader(engine, settings, key),
         startup=StartupState(engine, labeller),
     )

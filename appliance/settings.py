@@ -103,6 +103,32 @@ class Settings(BaseSettings):
     """Entries one ``POST /api/v1/audit/verify`` checks at most: each request continues a full
     pass over the log from where the previous one stopped (``audit.verify_pass``)."""
 
+    job_max_items: int = Field(default=100_000, ge=1)
+    """Items one bulk job (``POST /api/v1/jobs``) may hold; past it, 413."""
+    job_max_request_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
+    """Largest JSON Lines body of one job submission; past it, 413."""
+    job_key_path: Path | None = None
+    """Key-encryption key (32 random bytes as 64 hex characters) that wraps each job's data key:
+    item texts wait for their worker encrypted, and the database alone cannot decrypt them.
+    Needed by the API (to accept jobs) and the workers; every install generates one."""
+    job_chunk_items: int = Field(default=16, ge=1, le=1000)
+    """Items per queue job: a worker takes a chunk at a time."""
+    job_callback_allowed_urls: list[str] = Field(default_factory=list)
+    """URL prefixes a job's completion callback may go to (JSON list; ``https://`` only); a
+    callback URL outside them is refused with 400. Empty: no callbacks."""
+    job_callback_hmac_key_path: Path | None = None
+    """Key (at least 16 bytes) of the HMAC-SHA-256 signature over each callback's body."""
+    job_callback_tls_cert: Path | None = None
+    job_callback_tls_key: Path | None = None
+    """The appliance's client certificate and key: callbacks go over mutual TLS."""
+    job_callback_tls_ca: Path | None = None
+    """CA bundle that verifies the receivers' server certificates (default: the system's)."""
+    worker_concurrency: int = Field(default=4, ge=1, le=256)
+    """Chunks one ``appliance worker`` process works on at once: its calls in flight to vLLM."""
+    worker_heartbeat_s: float = Field(default=10.0, gt=0)
+    worker_stalled_after_s: float = Field(default=30.0, gt=0)
+    """A worker silent this long is presumed dead; its chunks are given to others."""
+
     log_level: str = "INFO"
 
     @model_validator(mode="before")

@@ -47,13 +47,13 @@ DECISION_FIELDS = (
 """What the appliance decided (event version 2): a classification's answer and what produced
 it, or a review's label."""
 OMITTED_WHEN_NONE = ("detail", "file_sha256", "page_count", "ocr_pages", "file_mode",
-                     *DECISION_FIELDS)  # fmt: skip
+                     *DECISION_FIELDS, "job_id", "job_item")  # fmt: skip
 """Fields added after the first entries were written: left out of the canonical bytes when
 None, so those entries keep their bytes (and every older entry still verifies)."""
 EVENT_VERSION = 2
 """``v`` of the events written now. Version 1 events (before the decision fields) carry no
 decision: the results cross-check can only tell that their result exists."""
-_INTEGERS = ("outcome_status", "page_count", "ocr_pages")
+_INTEGERS = ("outcome_status", "page_count", "ocr_pages", "job_item")
 _BOOLEANS = ("truncated", "cached")
 
 

@@ -111,6 +111,9 @@ class Event:
     """Review events: the stored review's id (``result_id`` is the reviewed result)."""
     review_label: str | None = None
     """Review events: the reviewer's label."""
+    job_id: str | None = None
+    """Bulk job events: the job, and for an item's classification its line (``job_item``)."""
+    job_item: int | None = None
 
 
 Row = tuple[int, bytes, bytes, bytes]

@@ -12,6 +12,7 @@ from sqlalchemy.schema import SchemaItem
 
 from appliance.classification import models  # noqa: F401  (registers the tables)
 from appliance.db import Base
+from appliance.jobs import models as job_models  # noqa: F401
 from appliance.review import models as review_models  # noqa: F401
 
 MIGRATION_LOCK_ID = 0x61707031  # "app1"

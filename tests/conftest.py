@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from appliance import migrate
-from harness import audit_keys, postgres, vllm_cpu
+from harness import audit_keys, job_keys, postgres, vllm_cpu
 from harness.fake_vllm import FakeVllm, running_fake_vllm
 from harness.upstream import VllmEndpoint
 
@@ -29,6 +29,15 @@ def audit_pseudonym_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
     path = audit_keys.pseudonym_key(tmp_path_factory.mktemp("audit-pseudonym"))
     with pytest.MonkeyPatch.context() as environment:
         environment.setenv(audit_keys.ENV, str(path))
+        yield path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def job_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every install's bulk-job key-encryption key, in the environment like the pseudonym key."""
+    path = job_keys.job_key(tmp_path_factory.mktemp("job-key"))
+    with pytest.MonkeyPatch.context() as environment:
+        environment.setenv(job_keys.ENV, str(path))
         yield path
 
 

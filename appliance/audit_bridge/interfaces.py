@@ -31,6 +31,13 @@ class Action(enum.StrEnum):
     AUDIT_READ_CHECKPOINT = "audit_read_checkpoint"
     AUDIT_CONSISTENCY_PROOF = "audit_consistency_proof"
     AUDIT_VERIFY = "audit_verify"
+    SUBMIT_JOB = "submit_job"
+    READ_JOB = "read_job"
+    READ_JOB_RESULTS = "read_job_results"
+    CANCEL_JOB = "cancel_job"
+    DELIVER_JOB_CALLBACK = "deliver_job_callback"
+    """A worker's attempt to deliver a job's completion callback (outcome: the receiver's
+    HTTP status, 502 when it did not answer)."""
     READ_OPENAPI = "read_openapi"
     READ_METRICS = "read_metrics"
     UNMATCHED_ROUTE = "unmatched_route"
@@ -62,6 +69,15 @@ class AuditEvent:
     decision: Decision | None = None
     """What a classification decided, and what produced it."""
     review: ReviewFacts | None = None
+    job: JobRef | None = None
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """The bulk job an event is about, and for an item's classification the item's line."""
+
+    job_id: str
+    item: int | None = None
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from appliance.audit_bridge.interfaces import (
     AuditSink,
     Decision,
     FileFacts,
+    JobRef,
     ReviewFacts,
     RowInsert,
 )
@@ -46,6 +47,7 @@ class Subject:
     file: FileFacts | None = None
     decision: Decision | None = None
     review: ReviewFacts | None = None
+    job: JobRef | None = None
 
 
 NOTHING = Subject()
@@ -66,9 +68,12 @@ class AuditRecorder:
         status: int = 200,
     ) -> AuditReceipt:
         """Insert the event, and ``row`` with it in one statement, on an autocommit connection:
-        when this returns both are committed, when it raises neither is.
+        when this returns both are committed, when it raises neither is. Inside a transaction
+        block on that connection (``connection.transaction()``) both commit with the block, and
+        whatever else it wrote with them (a bulk job's item state).
 
-        Precondition: ``connection`` is in autocommit mode (``appliance.db.autocommit``)."""
+        Precondition: ``connection`` is in autocommit mode (``appliance.db.autocommit``), so
+        nothing is left uncommitted by a caller that opened no block."""
         if not connection.autocommit:
             raise ValueError("AuditRecorder.record needs a connection in autocommit mode")
         receipt = self._sink.record(connection, self._event(context, action, status, subject), row)
@@ -115,4 +120,5 @@ class AuditRecorder:
             file=subject.file,
             decision=subject.decision,
             review=subject.review,
+            job=subject.job or context.job,
         )

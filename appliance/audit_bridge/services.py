@@ -106,6 +106,8 @@ class PostgresAuditSink:
             file_mode=event.file.mode if event.file else None,
             review_id=event.review.review_id if event.review else None,
             review_label=event.review.label if event.review else None,
+            job_id=event.job.job_id if event.job else None,
+            job_item=event.job.item if event.job else None,
             **decision_fields(event.decision),
         )
 

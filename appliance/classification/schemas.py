@@ -8,8 +8,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from appliance.classification.interfaces import Classification
+from appliance.classification.interfaces import Classification, Document
+from appliance.errors import PayloadTooLarge
 from appliance.text import Encodable, Identifier, Storable
+from appliance.validation import validate
 
 
 class DocumentIn(BaseModel):
@@ -17,9 +19,7 @@ class DocumentIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    document_id: Identifier = Field(
-        min_length=1, max_length=256, examples=["MRN-00017/visit-3"]
-    )
+    document_id: Identifier = Field(min_length=1, max_length=256, examples=["MRN-00017/visit-3"])
     text: Encodable = Field(
         pattern=r"\S",
         description="The document's text (not only white space); at most the configured limit"
@@ -33,6 +33,15 @@ class DocumentIn(BaseModel):
         max_length=256,
         description="Recorded as on_behalf_of; never trusted as identity.",
     )
+
+
+def parse_document(data: Any, max_text_bytes: int) -> Document:
+    """Validate one document, including the configured text limit (413 past it): the same rule
+    for a single call, a batch's item and a bulk job's line."""
+    parsed = validate(DocumentIn, data)
+    if len(parsed.text.encode("utf-8")) > max_text_bytes:
+        raise PayloadTooLarge(f"text is larger than {max_text_bytes} bytes")
+    return Document(document_id=parsed.document_id, text=parsed.text, on_behalf_of=parsed.user_id)
 
 
 class BatchIn(BaseModel):

@@ -1,7 +1,9 @@
 """Classify documents and store each result atomically with its audit event.
 
 The model call happens outside any database transaction (it takes a second or more); the result
-row and its audit event are then written by one SQL statement, so both commit or neither.
+row and its audit event are then written by one SQL statement, so both commit or neither. Where
+they are written is a ``ResultWrite``: an autocommit connection for the API, a transaction that
+also claims the item for a bulk job's worker (``appliance.jobs.worker``).
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 import psycopg
 from sqlalchemy import select
@@ -33,6 +36,31 @@ from appliance.classification.store import StoredRow
 from appliance.context import RequestContext
 from appliance.db import autocommit, transaction
 from appliance.errors import ApplianceError
+
+
+class ResultWrite(Protocol):
+    """Where a classification's result and audit event are written, and what else commits with
+    them."""
+
+    def connection(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+        """A connection in autocommit mode, or in a transaction block on one (then the result
+        and its event commit when the block ends)."""
+
+    def written(self, connection: psycopg.Connection[Any], result: Classification) -> None:
+        """Called on ``connection`` once ``result`` and its event are written."""
+
+
+class Autocommit:
+    """The API's write: each statement commits on its own, nothing else goes with it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def connection(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+        return autocommit(self._engine)
+
+    def written(self, connection: psycopg.Connection[Any], result: Classification) -> None:
+        """Nothing: the result and its event committed already."""
 
 
 class ClassificationService:
@@ -60,13 +88,17 @@ class ClassificationService:
         self._audit = audit
         self._clock = clock
         self._pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="classify")
+        self._autocommit = Autocommit(engine)
 
-    def classify(self, document: Document, context: RequestContext) -> Classification:
+    def classify(
+        self, document: Document, context: RequestContext, write: ResultWrite | None = None
+    ) -> Classification:
         """Answer from a stored result for the same content if there is one, else ask the model.
-        Audited either way: with the result, or as a failure with the error's status."""
+        Audited either way: with the result, or as a failure with the error's status.
+        ``write``: where the result goes (default: committed at once)."""
         digest = content_sha256(document.text)
         try:
-            return self._classify(document, digest, context)
+            return self._classify(document, digest, context, write or self._autocommit)
         except ApplianceError as exc:
             subject = self._subject(document, digest, None)
             self._audit.record_outcome(
@@ -74,8 +106,13 @@ class ClassificationService:
             )
             raise
 
-    def _classify(self, document: Document, digest: str, context: RequestContext) -> Classification:
-        reused = self._from_store(document, digest, context)
+    def _classify(
+        self, document: Document, digest: str, context: RequestContext, write: ResultWrite
+    ) -> Classification:
+        with write.connection() as connection:
+            reused = self._from_store(connection, document, digest, context)
+            if reused is not None:
+                write.written(connection, reused)
         if reused is not None:
             metrics.CACHE_HITS.inc()
             return reused
@@ -85,11 +122,13 @@ class ClassificationService:
         row.label, row.confidence, row.scores = scored.label, scored.confidence, scored.scores
         row.needs_review = self.needs_review(scored.label, scored.confidence)
         row.truncated = labelled.truncated
-        with autocommit(self._engine) as connection:
+        with write.connection() as connection:
             receipt = self.record(connection, context, document, row, store.result_insert(row))
+            result = as_classification(row, cached=False, receipt=receipt)
+            write.written(connection, result)
         metrics.CLASSIFICATIONS.labels(row.label, "model").inc()
         metrics.CONFIDENCE.observe(row.confidence)
-        return as_classification(row, cached=False, receipt=receipt)
+        return result
 
     @property
     def engine(self) -> Engine:
@@ -138,16 +177,19 @@ class ClassificationService:
             return exc
 
     def _from_store(
-        self, document: Document, digest: str, context: RequestContext
+        self,
+        connection: psycopg.Connection[Any],
+        document: Document,
+        digest: str,
+        context: RequestContext,
     ) -> Classification | None:
         """The stored result for this content, audited as this request's answer."""
-        with autocommit(self._engine) as connection:
-            earlier = store.latest_for_content(
-                connection, digest, self._fingerprint, self._taxonomy_version
-            )
-            if earlier is None:
-                return None
-            return self.answer_from(connection, earlier, document, digest, context)
+        earlier = store.latest_for_content(
+            connection, digest, self._fingerprint, self._taxonomy_version
+        )
+        if earlier is None:
+            return None
+        return self.answer_from(connection, earlier, document, digest, context)
 
     def answer_from(
         self,

@@ -12,8 +12,8 @@ from appliance.audit_bridge.interfaces import Action
 from appliance.classification.file_schemas import FileParams, serialise_file
 from appliance.classification.files import IncomingFile
 from appliance.classification.interfaces import Document
-from appliance.classification.schemas import BatchIn, DocumentIn, serialise
-from appliance.errors import ApplianceError, InvalidRequest, NotFound, PayloadTooLarge
+from appliance.classification.schemas import BatchIn, parse_document, serialise
+from appliance.errors import ApplianceError, InvalidRequest, NotFound
 from appliance.identity.access import requires_roles
 from appliance.intake.formats import kind_of
 from appliance.requests import (
@@ -21,21 +21,16 @@ from appliance.requests import (
     json_body,
     storable_parameter,
     uploaded_file,
-    validate,
 )
 from appliance.review.schemas import serialise_review
+from appliance.validation import validate
 from appliance.web import current_services, request_context
 
 bp = Blueprint("classification", __name__, url_prefix="/api/v1")
 
 
 def _document(data: Any) -> Document:
-    """Validate one document, including the configured text limit (413 past it)."""
-    parsed = validate(DocumentIn, data)
-    limit = current_services().settings.max_text_bytes
-    if len(parsed.text.encode("utf-8")) > limit:
-        raise PayloadTooLarge(f"text is larger than {limit} bytes")
-    return Document(document_id=parsed.document_id, text=parsed.text, on_behalf_of=parsed.user_id)
+    return parse_document(data, current_services().settings.max_text_bytes)
 
 
 def _item_error(item: Any, error: ApplianceError) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from tqdm import tqdm  # type: ignore[import-untyped]
 
 from appliance.classification.files import Mode
 from appliance.classification.taxonomy import load_taxonomy
+from appliance.client import ServiceConfig
 from appliance.db import make_engine
 from appliance.errors import ApplianceError, PayloadTooLarge
 from appliance.evaluation.metrics import Prediction, evaluate
@@ -32,7 +33,6 @@ from appliance.evaluation.runner import (
     Outcome,
     PageDone,
     ServiceClassifier,
-    ServiceConfig,
     load_dataset,
     run,
 )

@@ -8,7 +8,6 @@ each result), and ``ServiceClassifier`` posts to a running appliance over mutual
 from __future__ import annotations
 
 import json
-import ssl
 import sys
 import time
 import uuid
@@ -23,6 +22,7 @@ from tqdm import tqdm  # type: ignore[import-untyped]
 
 from appliance.classification.files import IncomingFile, Mode
 from appliance.classification.interfaces import Classification, Document
+from appliance.client import ServiceConfig, service_client
 from appliance.context import RequestContext
 from appliance.errors import ApplianceError, PayloadTooLarge
 from appliance.intake.formats import UNKNOWN, FileKind, kind_of
@@ -202,30 +202,11 @@ def _outcome(result: Classification) -> Outcome:
     )
 
 
-@dataclass(frozen=True)
-class ServiceConfig:
-    url: str
-    cert: Path | None = None
-    key: Path | None = None
-    ca: Path | None = None
-    timeout_s: float = 120.0
-
-
 class ServiceClassifier:
     """A running appliance, reached over mutual TLS (or plain HTTP for an ``http://`` URL)."""
 
     def __init__(self, config: ServiceConfig, max_connections: int = 16) -> None:
-        verify: ssl.SSLContext | bool = True
-        if config.url.startswith("https://"):
-            verify = ssl.create_default_context(cafile=str(config.ca) if config.ca else None)
-            if config.cert is not None:
-                verify.load_cert_chain(str(config.cert), str(config.key) if config.key else None)
-        self._client = httpx.Client(
-            base_url=config.url,
-            verify=verify,
-            timeout=config.timeout_s,
-            limits=httpx.Limits(max_connections=max_connections),
-        )
+        self._client = service_client(config, max_connections)
 
     def classify(self, document_id: str, text: str) -> Outcome:
         body = self._answer(

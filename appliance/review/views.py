@@ -12,9 +12,10 @@ from appliance.audit_bridge.interfaces import Action
 from appliance.classification.schemas import serialise
 from appliance.errors import InvalidRequest, NotFound
 from appliance.identity.access import requires_roles
-from appliance.requests import IntegerQuery, json_body, validate
+from appliance.requests import IntegerQuery, json_body
 from appliance.review.schemas import ReviewIn, serialise_review
 from appliance.review.services import MAX_QUEUE_PAGE
+from appliance.validation import validate
 from appliance.web import current_services, request_context
 
 bp = Blueprint("review", __name__, url_prefix="/api/v1")

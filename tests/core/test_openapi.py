@@ -36,7 +36,12 @@ def test_openapi_document_is_valid_and_matches_the_models(client: FlaskClient) -
         assert path in spec["paths"]
 
 
-SAMPLES = {"{document_id}": "MRN-1", "{result_id}": str(uuid.uuid4()), "{seq}": "0"}
+SAMPLES = {
+    "{document_id}": "MRN-1",
+    "{result_id}": str(uuid.uuid4()),
+    "{seq}": "0",
+    "{job_id}": str(uuid.uuid4()),
+}
 
 
 def test_each_operation_id_is_the_audit_action_of_the_view_serving_it(

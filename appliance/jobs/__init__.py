@@ -1,0 +1,1 @@
+"""Bulk classification jobs: submitted once over the API, processed by ``appliance worker``."""
