@@ -24,6 +24,7 @@ from appliance.health import views as health_views
 from appliance.identity.access import current_identity, requires_roles
 from appliance.identity.tls import TlsExpiryCollector
 from appliance.jobs import views as job_views
+from appliance.jobs.metrics import JobQueueCollector
 from appliance.logging import configure_logging
 from appliance.openapi import build_spec
 from appliance.requests import InMemoryUploads
@@ -90,10 +91,11 @@ def _register_service_endpoints(app: Flask, services: Services) -> None:
         return spec
 
     tls_expiry = TlsExpiryCollector(settings.tls_cert, settings.tls_crl)
+    job_queue = JobQueueCollector(services.engine)
 
     @app.get("/metrics")
     @audited(Action.READ_METRICS)
     @requires_roles("metrics")
     def prometheus_metrics() -> Response:
-        body, content_type = metrics.exposition(tls_expiry)
+        body, content_type = metrics.exposition(tls_expiry, job_queue)
         return Response(body, content_type=content_type)

@@ -38,10 +38,10 @@ ERROR_STATUSES = {
     "404": "Unknown resource",
     "409": "Not ready yet (a receipt before its audit event is signed): retry after Retry-After",
     "413": "Body or text too large",
-    "415": "Body is not application/json (or, for a file, not of an accepted media type, or"
-    " not what its media type says)",
+    "415": "Body is not application/json (a job: not JSON Lines; a file: not of an accepted"
+    " media type, or not what its media type says)",
     "422": "The file cannot be read: corrupt, password-protected, no text on its pages, or a"
-    " page over the OCR time limit",
+    " page over the OCR time limit; or an Idempotency-Key reused with another body",
     "502": "The model server answered garbage",
     "503": "The model server, database or audit log is unavailable (see Retry-After)",
     "504": "The model server timed out",

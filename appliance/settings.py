@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     """CA bundle that verifies the receivers' server certificates (default: the system's)."""
     worker_concurrency: int = Field(default=4, ge=1, le=256)
     """Chunks one ``appliance worker`` process works on at once: its calls in flight to vLLM."""
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_metrics_address: str = "127.0.0.1"
+    """Where a worker serves its own metrics (item latency) to Prometheus; no port: none. No
+    document, job or caller is in them (the queue's figures are on the API's /metrics)."""
     worker_heartbeat_s: float = Field(default=10.0, gt=0)
     worker_stalled_after_s: float = Field(default=30.0, gt=0)
     """A worker silent this long is presumed dead; its chunks are given to others."""

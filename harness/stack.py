@@ -16,9 +16,10 @@ from pathlib import Path
 import httpx
 
 from appliance import migrate
-from harness import audit_keys, postgres
+from harness import audit_keys, job_keys, postgres
 from harness.tls import ClientCert, DevPki, GunicornServer, run_gunicorn
 from harness.upstream import VllmEndpoint
+from harness.workers import WorkerProcess
 
 CLIENT_URI = "spiffe://hospital/svc/bench"
 ROLES = """\
@@ -37,6 +38,12 @@ class Stack:
     database_url: str
     pseudonym_key: Path
     """The audit pseudonym key the appliance was given (as every install gives it one)."""
+    env: dict[str, str]
+    """The appliance's settings (``APPLIANCE_*``), for workers started next to it."""
+
+    def worker(self, log: Path, **settings: str) -> WorkerProcess:
+        """An ``appliance worker`` with the API's settings (plus ``settings``)."""
+        return WorkerProcess({**self.env, **settings}, log)
 
     def client_options(self) -> dict[str, object]:
         """Keyword arguments for httpx clients: trust the dev CA, present the client cert."""
@@ -75,9 +82,11 @@ def appliance_stack(
     roles = workdir / "roles.yaml"
     roles.write_text(ROLES)
     pseudonym_key = audit_keys.pseudonym_key(workdir)
+    job_key = job_keys.job_key(workdir)
     env = {
         "APPLIANCE_DATABASE_URL": logins.url(sqlalchemy_url, logins.app),
         audit_keys.ENV: str(pseudonym_key),
+        job_keys.ENV: str(job_key),
         **vllm.env,
         **(extra_env or {}),
     }
@@ -85,4 +94,4 @@ def appliance_stack(
     with run_gunicorn(
         "appliance.wsgi:app", pki=pki, roles_path=roles, env=env, command=serve
     ) as server:
-        yield Stack(server, pki, client_cert, sqlalchemy_url, pseudonym_key)
+        yield Stack(server, pki, client_cert, sqlalchemy_url, pseudonym_key, env)

@@ -28,6 +28,7 @@ import procrastinate
 import psycopg
 from procrastinate.job_context import JobContext
 from procrastinate.retry import RetryStrategy
+from prometheus_client import start_http_server
 from psycopg.rows import namedtuple_row
 from sqlalchemy.engine import Engine
 
@@ -39,6 +40,7 @@ from appliance.errors import ApplianceError
 from appliance.jobs import queue as work_queue
 from appliance.jobs.callbacks import CallbackSender, callback_body
 from appliance.jobs.crypto import JobCipher, JobKeyError, load_job_key
+from appliance.jobs.metrics import ITEM_SECONDS
 from appliance.jobs.schemas import serialise_job
 from appliance.jobs.services import job_status, submitter
 from appliance.services import Services
@@ -129,7 +131,8 @@ class ChunkWorker:
     ) -> None:
         write = ItemWrite(self._engine, job_id, position)
         try:
-            self._services.classification.classify(document, context, write)
+            with ITEM_SECONDS.time():
+                self._services.classification.classify(document, context, write)
         except ItemNotPending:
             return
         except ApplianceError as exc:
@@ -259,6 +262,8 @@ def run_worker(services: Services, wait: bool = True) -> None:
     if settings.job_key_path is None:
         raise JobKeyError("the worker needs the jobs' key-encryption key: APPLIANCE_JOB_KEY_PATH")
     concurrency = settings.worker_concurrency
+    if settings.worker_metrics_port is not None:
+        start_http_server(settings.worker_metrics_port, settings.worker_metrics_address)
     queue = work_queue.build_queue(settings, pool_size=concurrency + 2)
     worker = ChunkWorker(services, load_job_key(settings.job_key_path), work_queue.Deferrer())
     sender = CallbackSender(settings) if settings.job_callback_hmac_key_path else None

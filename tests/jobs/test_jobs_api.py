@@ -229,3 +229,30 @@ def test_an_item_is_stored_once_however_often_it_is_classified(
             "SELECT count(*) FROM classification_results WHERE document_id = 'twice'"
         ).fetchone()
     assert stored == (1,)
+
+
+def test_the_queue_is_in_the_metrics_without_ids(
+    owner: FlaskClient,
+    drain: Callable[[], None],
+    client_as: Callable[..., FlaskClient],
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    _submit(owner, jsonl(*_lines(3, tag), "{broken"))
+    scraper = client_as("spiffe://hospital/svc/prometheus", "metrics")
+
+    def sample(name: str) -> float:
+        page = scraper.get("/metrics").get_data(as_text=True)
+        assert tag not in page
+        line = next(line for line in page.splitlines() if line.startswith(name + " "))
+        return float(line.split()[-1])
+
+    pending = 'appliance_job_items_pending'
+    done = 'appliance_job_items_finished_total{state="done"}'
+    malformed = 'appliance_job_item_failures_total{reason="malformed_json"}'
+    assert sample(pending) >= 3
+    before_done, before_malformed = sample(done), sample(malformed)
+    drain()
+    assert sample(pending) == 0
+    assert sample(done) == before_done + 3
+    assert sample(malformed) == before_malformed
+    assert sample('appliance_job_queue_chunks{status="todo"}') == 0
