@@ -41,7 +41,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         receiver = self.server.receiver
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        peer = self.connection.getpeercert()  # type: ignore[attr-defined]
+        peer = self.connection.getpeercert()
         subject = dict(part[0] for part in peer["subject"]) if peer else {}
         receiver.deliveries.append(
             Delivery(self.path, dict(self.headers.items()), body, subject.get("commonName", ""))
