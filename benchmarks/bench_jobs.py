@@ -1,0 +1,133 @@
+"""Benchmark of bulk jobs, written to docs/benchmarks.md (issue 15, done-when 4, first part).
+
+Items/s of a job of N items (default 10,000) against the instant upstream, processed by 1 and
+by 2 ``appliance worker`` processes, next to the same number of documents sent through the
+synchronous ``classify-batch`` (batches of 64, two in flight) to the same served appliance.
+Every path gets documents of its own (no dedupe hits). A job's time runs from its submission's
+answer to its last item stored (its workers are started, idle, before it is submitted).
+
+Run: ``.venv/bin/python -m benchmarks.bench_jobs [--items N]``. Everything shares this machine:
+the load, gunicorn, the workers, PostgreSQL and the upstream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from benchmarks.bench_classify import DOCUMENT, instant_upstream
+from benchmarks.report import machine_line, write_section
+from harness import postgres
+from harness.stack import Stack, appliance_stack
+from harness.upstream import VllmEndpoint
+
+BATCH = 64
+BATCHES_IN_FLIGHT = 2
+WORKER_CONCURRENCY = "8"
+
+
+def _documents(items: int, run: str) -> list[dict[str, str]]:
+    return [
+        {"document_id": f"{run}-{n}", "text": f"{run}: " + DOCUMENT.format(n=n, k=n % 10)}
+        for n in range(items)
+    ]
+
+
+def through_batches(stack: Stack, items: int) -> float:
+    documents = _documents(items, "batch")
+    batches = [documents[i : i + BATCH] for i in range(0, items, BATCH)]
+    with httpx.Client(base_url=stack.url, timeout=600, **stack.client_options()) as api:  # type: ignore[arg-type]
+
+        def send(batch: list[dict[str, str]]) -> None:
+            answer = api.post("/api/v1/classify-batch", json={"documents": batch})
+            assert answer.status_code == 200, answer.text
+            assert all("classification" in item for item in answer.json()["results"])
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(BATCHES_IN_FLIGHT) as pool:
+            list(pool.map(send, batches))
+        return items / (time.perf_counter() - started)
+
+
+def through_job(stack: Stack, items: int, workers: int, workdir: Path) -> float:
+    body = "".join(json.dumps(doc) + "\n" for doc in _documents(items, f"job{workers}"))
+    running = [
+        stack.worker(workdir / f"worker-{workers}-{n}.log",
+                     APPLIANCE_WORKER_CONCURRENCY=WORKER_CONCURRENCY)
+        for n in range(workers)
+    ]  # fmt: skip
+    try:
+        time.sleep(5)  # the workers are up and waiting
+        with httpx.Client(base_url=stack.url, timeout=600, **stack.client_options()) as api:  # type: ignore[arg-type]
+            answer = api.post(
+                "/api/v1/jobs", content=body.encode(),
+                headers={"Content-Type": "application/x-ndjson"},
+            )  # fmt: skip
+            assert answer.status_code == 202, answer.text
+            started = time.perf_counter()
+            job_id = answer.json()["job_id"]
+            with psycopg.connect(stack.database_url.replace("+psycopg", "")) as admin:
+                while True:
+                    row = admin.execute(
+                        "SELECT count(*) FILTER (WHERE state = 'pending'),"
+                        " count(*) FILTER (WHERE state = 'done') FROM job_items WHERE job_id = %s",
+                        (job_id,),
+                    ).fetchone()
+                    assert row is not None
+                    if row[0] == 0:
+                        break
+                    time.sleep(0.1)
+            elapsed = time.perf_counter() - started
+            assert row[1] == items, f"{row[1]} of {items} items done"
+    finally:
+        for worker in running:
+            worker.stop()
+    return items / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--items", type=int, default=10_000)
+    args = parser.parse_args()
+    with (
+        postgres.databases_with_logins() as (databases, logins),
+        instant_upstream() as upstream,
+        appliance_stack(databases.create(), VllmEndpoint(upstream), logins) as stack,
+        tempfile.TemporaryDirectory(prefix="bench-jobs-") as workdir,
+    ):
+        stack.wait_started()
+        through_batches(stack, BATCH * 8)  # warm-up
+        batch = through_batches(stack, args.items)
+        one = through_job(stack, args.items, 1, Path(workdir))
+        two = through_job(stack, args.items, 2, Path(workdir))
+    lines = [
+        "## Bulk jobs (`benchmarks/bench_jobs.py`)",
+        "",
+        machine_line(),
+        f"{args.items:,} documents against the instant upstream; gunicorn (2 gthread workers,"
+        " mutual TLS), the job workers, PostgreSQL and the upstream share the machine. One"
+        " round each.",
+        "",
+        "| path | items/s |",
+        "|---|---|",
+        f"| `classify-batch`, batches of {BATCH}, {BATCHES_IN_FLIGHT} in flight | {batch:.0f} |",
+        f"| a job, 1 worker process (concurrency {WORKER_CONCURRENCY}) | {one:.0f} |",
+        f"| a job, 2 worker processes | {two:.0f} |",
+        "",
+        f"2 workers / 1 worker: **{two / one:.2f}**; a job with 2 workers / `classify-batch`:"
+        f" **{two / batch:.2f}**.",
+        "",
+    ]
+    write_section("bench_jobs", lines)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
