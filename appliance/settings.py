@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     vllm_connect_timeout_s: float = Field(default=2.0, gt=0)
     vllm_read_timeout_s: float = Field(default=60.0, gt=0)
     vllm_max_retries: int = Field(default=2, ge=0, le=10)
+    vllm_request_priority: int = Field(default=0, ge=0, le=1000)
+    """vLLM's scheduling priority of this process's requests, lower first, when vLLM runs with
+    ``--scheduling-policy priority``: bulk job workers send a higher number than the API (which
+    sends 0), so an interactive call waiting in vLLM overtakes queued job items."""
     vllm_max_concurrency: int = Field(default=32, ge=1)
     """Requests in flight to vLLM from one worker process (the batch endpoint's fan-out)."""
 

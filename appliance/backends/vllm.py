@@ -24,8 +24,12 @@ DECODING: dict[str, Any] = {"max_tokens": 1, "temperature": 0.0, "logprobs": Tru
 class VllmBackend:
     """``ModelBackend`` over a ``VllmClient``."""
 
-    def __init__(self, client: VllmClient, weights_digest: str | None = None) -> None:
+    def __init__(
+        self, client: VllmClient, weights_digest: str | None = None, priority: int = 0
+    ) -> None:
+        """``priority``: vLLM's scheduling priority of every request (lower first)."""
         self._client = client
+        self._priority = priority
         decoding = json.dumps({**DECODING, "structured_outputs": "choice"}, sort_keys=True)
         self._identity = ModelIdentity(client.config.model, weights_digest, decoding)
 
@@ -43,14 +47,16 @@ class VllmBackend:
             cert_file=settings.vllm_tls_cert,
             key_file=settings.vllm_tls_key,
         )
-        return cls(VllmClient(config), settings.model_weights_digest)
+        priority = settings.vllm_request_priority
+        return cls(VllmClient(config), settings.model_weights_digest, priority)
 
     @property
     def identity(self) -> ModelIdentity:
         return self._identity
 
     def classify(self, prompt: Prompt) -> ModelAnswer:
-        return answer_from_chat(self._client.chat(chat_request(prompt)), prompt.choices)
+        request = chat_request(prompt, self._priority)
+        return answer_from_chat(self._client.chat(request), prompt.choices)
 
     def tokenize(self, text: str) -> list[int]:
         return self._client.tokenize(text)
@@ -65,9 +71,11 @@ class VllmBackend:
         self._client.close()
 
 
-def chat_request(prompt: Prompt) -> dict[str, Any]:
-    """The chat completion request for ``prompt`` (without ``model``, which the client adds)."""
-    return {
+def chat_request(prompt: Prompt, priority: int = 0) -> dict[str, Any]:
+    """The chat completion request for ``prompt`` (without ``model``, which the client adds).
+    A ``priority`` other than 0 is sent only then: vLLM refuses one unless it schedules by
+    priority (``--scheduling-policy priority``). It orders requests, it changes no answer."""
+    request: dict[str, Any] = {
         "messages": [
             {"role": "system", "content": prompt.instructions},
             {"role": "user", "content": prompt.question},
@@ -76,3 +84,6 @@ def chat_request(prompt: Prompt) -> dict[str, Any]:
         "top_logprobs": min(MAX_TOP_LOGPROBS, len(prompt.choices) + 5),
         "structured_outputs": {"choice": list(prompt.choices)},
     }
+    if priority:
+        request["priority"] = priority
+    return request

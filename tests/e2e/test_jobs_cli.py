@@ -51,7 +51,8 @@ def test_a_job_runs_through_the_cli_and_a_worker_with_the_real_model(
                 for e in examples)
         + "this line is not JSON\n"
     )  # fmt: skip
-    worker = stack.worker(tmp_path / "worker.log")
+    # As deployed: the worker's requests yield to interactive ones in vLLM's scheduler.
+    worker = stack.worker(tmp_path / "worker.log", APPLIANCE_VLLM_REQUEST_PRIORITY="10")
     try:
         submitted = _jobs(stack, "submit", str(job_file), "--follow")
     finally:

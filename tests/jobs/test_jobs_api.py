@@ -16,6 +16,7 @@ from appliance.classification.interfaces import Document
 from appliance.context import RequestContext
 from appliance.jobs.worker import ItemNotPending, ItemWrite
 from appliance.services import Services
+from appliance.settings import Settings
 from audit.chain import decode_event
 from harness.fake_vllm import FakeVllm
 from harness.identity import identity
@@ -256,3 +257,28 @@ def test_the_queue_is_in_the_metrics_without_ids(
     assert sample(done) == before_done + 3
     assert sample(malformed) == before_malformed
     assert sample('appliance_job_queue_chunks{status="todo"}') == 0
+
+
+def test_workers_ask_vllm_with_their_priority_and_the_api_without(
+    owner: FlaskClient, job_settings: Settings, fake_vllm: FakeVllm
+) -> None:
+    """vLLM schedules lower numbers first (with --scheduling-policy priority): a worker set to
+    a higher number lets interactive calls overtake its items; the API sends none (0)."""
+    from appliance.jobs.worker import run_worker
+    from appliance.services import build_services
+
+    tag = uuid.uuid4().hex[:8]
+    _submit(owner, jsonl(*_lines(2, tag)))
+    assert owner.post(
+        "/api/v1/classify-document", json={"document_id": "now", "text": "Urgent lab result."}
+    ).status_code == 200  # fmt: skip
+    worker_services = build_services(job_settings.model_copy(update={"vllm_request_priority": 7}))
+    try:
+        run_worker(worker_services, wait=False)
+    finally:
+        worker_services.close()
+    chats = [body for path, body in fake_vllm.requests if path == "/v1/chat/completions"]
+    interactive = [c for c in chats if "Urgent lab result" in json.dumps(c)]
+    from_jobs = [c for c in chats if tag in json.dumps(c)]
+    assert len(interactive) == 1 and "priority" not in interactive[0]
+    assert len(from_jobs) == 2 and all(c["priority"] == 7 for c in from_jobs)
