@@ -132,9 +132,9 @@ class JobService:
         body_sha256: str,
         idempotency_key: str | None,
         callback_url: str | None = None,
-    ) -> tuple[JobStatus, bool]:
+    ) -> JobStatus:
         """Store and queue a new job; or, for a repeated ``idempotency_key`` with the same body,
-        the job it made (``False``: not created now)."""
+        the job it made (the repeat is audited as a submission answered with that job)."""
         identity = _caller(context)
         if self._key is None:  # fail closed: no text is stored unencrypted
             raise JobKeyError("bulk jobs need a key-encryption key: set APPLIANCE_JOB_KEY_PATH")
@@ -142,7 +142,7 @@ class JobService:
         with autocommit(self._engine) as connection:
             earlier = self._earlier(connection, identity.name, idempotency_key, body_sha256)
             if earlier is not None:
-                return self._status_on(connection, earlier, context), False
+                return self._replayed(connection, earlier, context)
             job_id = uuid.uuid4()
             try:
                 with connection.transaction():
@@ -152,14 +152,21 @@ class JobService:
                     )  # fmt: skip
                     self._queue_chunks(connection, job_id, items)
                     self._audit.record(
-                        connection, context, Action.SUBMIT_JOB, Subject(job=JobRef(str(job_id)))
+                        connection, context, Action.SUBMIT_JOB, _about(job_id), status=202
                     )
             except psycopg.errors.UniqueViolation:  # the same key, submitted concurrently
                 earlier = self._earlier(connection, identity.name, idempotency_key, body_sha256)
                 if earlier is None:
                     raise
-                return self._status_on(connection, earlier, context), False
-            return self._status_on(connection, job_id, context), True
+                return self._replayed(connection, earlier, context)
+            return self._status_on(connection, job_id, context)
+
+    def _replayed(
+        self, connection: psycopg.Connection[Any], job_id: uuid.UUID, context: RequestContext
+    ) -> JobStatus:
+        status = self._status_on(connection, job_id, context)
+        self._audit.record_outcome(context, Action.SUBMIT_JOB, 202, _about(job_id))
+        return status
 
     def status(self, job_id: uuid.UUID, context: RequestContext) -> JobStatus:
         with autocommit(self._engine) as connection:

@@ -34,11 +34,6 @@ def _idempotency_key() -> str | None:
     return key
 
 
-def _job_answer(status: Any) -> tuple[dict[str, Any], int, dict[str, str]]:
-    location = f"/api/v1/jobs/{status.job_id}"
-    return serialise_job(status), 202, {"Location": location}
-
-
 @bp.post("/jobs")
 @audited(Action.SUBMIT_JOB)
 @requires_roles("classifier")
@@ -56,8 +51,8 @@ def submit_job() -> tuple[dict[str, Any], int, dict[str, str]]:
     body = body_bytes(request, settings.job_max_request_bytes)
     items = parse_items(body, settings.max_text_bytes, settings.job_max_items)
     digest = hashlib.sha256(body + b"\ncallback:" + (callback or "").encode()).hexdigest()
-    status, _ = services.jobs.submit(request_context(), items, digest, key, callback)
-    return _job_answer(status)
+    status = services.jobs.submit(request_context(), items, digest, key, callback)
+    return serialise_job(status), 202, {"Location": f"/api/v1/jobs/{status.job_id}"}
 
 
 @bp.get("/jobs/<uuid:job_id>")

@@ -166,6 +166,13 @@ def test_a_repeated_idempotency_key_answers_the_same_job(
             "SELECT count(*) FROM bulk_jobs WHERE idempotency_key = %s", (key,)
         ).fetchone()
     assert jobs == (2,)
+    with _admin(migrated_admin_url) as admin:
+        submissions = admin.execute(
+            "SELECT count(*) FROM audit_pending WHERE action = 'submit_job' AND outcome_status = 202"
+            " AND position(convert_to(%s, 'UTF8') in event) > 0",
+            (first.json["job_id"],),
+        ).fetchone()
+    assert submissions == (2,)  # the repeat is on record too, naming the job it answered
 
 
 def test_cancelling_drops_the_pending_texts_and_nothing_is_classified(
