@@ -3,16 +3,12 @@ benchmarks."""
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
+
+from harness.audit_keys import random_hex_key
 
 ENV = "APPLIANCE_JOB_KEY_PATH"
 
 
 def job_key(folder: Path) -> Path:
-    """A new random 256-bit key file (64 hex characters, like ``openssl rand -hex 32``) in
-    ``folder``, readable by its owner only."""
-    path = folder / "job-kek.key"
-    path.write_text(secrets.token_hex(32) + "\n")
-    path.chmod(0o600)
-    return path
+    return random_hex_key(folder / "job-kek.key")

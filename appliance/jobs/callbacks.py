@@ -14,7 +14,6 @@ import hmac
 import json
 import ssl
 import time
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,10 +21,10 @@ import httpx
 
 from appliance.errors import InvalidRequest
 from appliance.settings import Settings
+from audit.pseudonym import load_key
 
 SIGNATURE_HEADER = "X-Appliance-Signature"
 TIMESTAMP_HEADER = "X-Appliance-Timestamp"
-MIN_KEY_BYTES = 16
 
 
 class CallbackNotAllowed(InvalidRequest):
@@ -56,24 +55,13 @@ def callback_body(job: dict[str, Any]) -> bytes:
     return json.dumps(job, sort_keys=True, separators=(",", ":")).encode("ascii")
 
 
-def load_hmac_key(path: Path) -> bytes:
-    """The signing key file's bytes (a trailing newline ignored); at least 16 of them."""
-    try:
-        key = path.read_bytes().rstrip(b"\r\n")
-    except OSError as exc:
-        raise CallbackNotAllowed(f"cannot read the callback signing key {path}: {exc}") from exc
-    if len(key) < MIN_KEY_BYTES:
-        raise CallbackNotAllowed(f"callback signing key {path}: want >= {MIN_KEY_BYTES} bytes")
-    return key
-
-
 class CallbackSender:
     """Posts signed callbacks with the appliance's client certificate."""
 
     def __init__(self, settings: Settings) -> None:
         if settings.job_callback_hmac_key_path is None:
             raise CallbackNotAllowed("callbacks need APPLIANCE_JOB_CALLBACK_HMAC_KEY_PATH")
-        self._key = load_hmac_key(settings.job_callback_hmac_key_path)
+        self._key = load_key(settings.job_callback_hmac_key_path, "callback signing key")
         tls = ssl.create_default_context(
             cafile=str(settings.job_callback_tls_ca) if settings.job_callback_tls_ca else None
         )
