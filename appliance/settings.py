@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     worker_heartbeat_s: float = Field(default=10.0, gt=0)
     worker_stalled_after_s: float = Field(default=30.0, gt=0)
     """A worker silent this long is presumed dead; its chunks are given to others."""
+    worker_chunk_timeout_s: float = Field(default=900.0, gt=0)
+    """A chunk still running after this long is given to another worker too: its end was not
+    recorded (running it twice stores nothing twice, it only costs the model calls)."""
 
     log_level: str = "INFO"
 

@@ -26,7 +26,9 @@ from typing import Any
 import httpx
 import procrastinate
 import psycopg
+from procrastinate import sql as procrastinate_sql
 from procrastinate.job_context import JobContext
+from procrastinate.jobs import Job
 from procrastinate.retry import RetryStrategy
 from prometheus_client import start_http_server
 from psycopg.rows import namedtuple_row
@@ -209,6 +211,7 @@ def register_tasks(
     worker: ChunkWorker,
     callbacks: CallbackDelivery | None,
     stalled_after_s: float,
+    chunk_timeout_s: float,
 ) -> None:
     """The worker's tasks: classify a chunk, deliver a callback, and give dead workers' chunks
     to the living. Without ``callbacks`` (none configured) a callback task fails and waits."""
@@ -237,12 +240,20 @@ def register_tasks(
     @queue.periodic(cron=f"* * * * * */{every}", periodic_id="retry-stalled-chunks")
     @queue.task(name=work_queue.RETRY_STALLED_TASK, queue=work_queue.QUEUE, pass_context=True)
     async def retry_stalled_chunks(context: JobContext, timestamp: int) -> None:
+        """Chunks of workers whose heartbeat stopped; and chunks running for longer than any
+        chunk takes, whose end procrastinate could not record (the database went away just
+        then) although their worker lives on. A chunk run twice stores nothing twice."""
         manager = context.app.job_manager
-        stalled = await manager.get_stalled_jobs(
+        dead = await manager.get_stalled_jobs(
             task_name=work_queue.CHUNK_TASK, seconds_since_heartbeat=stalled_after_s
         )
-        for job in stalled:
-            log.warning("retrying chunk %s of a worker that stopped answering", job.id)
+        overdue = await context.app.connector.execute_query_all_async(
+            query=procrastinate_sql.queries["select_stalled_jobs_by_started"],
+            queue=work_queue.QUEUE, task_name=work_queue.CHUNK_TASK, nb_seconds=chunk_timeout_s,
+        )  # fmt: skip
+        stalled = {job.id: job for job in [*dead, *map(Job.from_row, overdue)]}
+        for job in stalled.values():
+            log.warning("retrying chunk %s: its worker stopped answering or it is overdue", job.id)
             await manager.retry_job(job)
 
 
@@ -268,7 +279,9 @@ def run_worker(services: Services, wait: bool = True) -> None:
     worker = ChunkWorker(services, load_job_key(settings.job_key_path), work_queue.Deferrer())
     sender = CallbackSender(settings) if settings.job_callback_hmac_key_path else None
     callbacks = CallbackDelivery(services, sender) if sender else None
-    register_tasks(queue, worker, callbacks, settings.worker_stalled_after_s)
+    register_tasks(
+        queue, worker, callbacks, settings.worker_stalled_after_s, settings.worker_chunk_timeout_s
+    )
     options: dict[str, Any] = {
         "queues": [work_queue.QUEUE],
         "concurrency": concurrency,

@@ -4,6 +4,7 @@ application's role) against the scripted upstream."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -168,8 +169,8 @@ def test_a_repeated_idempotency_key_answers_the_same_job(
     assert jobs == (2,)
     with _admin(migrated_admin_url) as admin:
         submissions = admin.execute(
-            "SELECT count(*) FROM audit_pending WHERE action = 'submit_job' AND outcome_status = 202"
-            " AND position(convert_to(%s, 'UTF8') in event) > 0",
+            "SELECT count(*) FROM audit_pending WHERE action = 'submit_job'"
+            " AND outcome_status = 202 AND position(convert_to(%s, 'UTF8') in event) > 0",
             (first.json["job_id"],),
         ).fetchone()
     assert submissions == (2,)  # the repeat is on record too, naming the job it answered
@@ -289,3 +290,45 @@ def test_workers_ask_vllm_with_their_priority_and_the_api_without(
     from_jobs = [c for c in chats if tag in json.dumps(c)]
     assert len(interactive) == 1 and "priority" not in interactive[0]
     assert len(from_jobs) == 2 and all(c["priority"] == 7 for c in from_jobs)
+
+
+def test_a_chunk_whose_end_was_never_recorded_is_run_again(
+    owner: FlaskClient, job_settings: Settings, migrated_admin_url: str
+) -> None:
+    """procrastinate lost the database between a chunk's end and its acknowledgement: the chunk
+    stays 'doing' under a worker whose heartbeat goes on. Past the chunk time bound another
+    worker runs it; its items are stored once."""
+    from appliance.jobs.worker import run_worker
+    from appliance.services import build_services
+
+    job_id = _submit(owner, jsonl(*_lines(2, uuid.uuid4().hex[:8]))).json["job_id"]
+    with _admin(migrated_admin_url) as admin:
+        alive = admin.execute(
+            "INSERT INTO procrastinate_workers (last_heartbeat) VALUES (now() + interval '1 hour')"
+            " RETURNING id"
+        ).fetchone()
+        assert alive is not None
+        chunk = admin.execute(
+            "UPDATE procrastinate_jobs SET status = 'doing', worker_id = %s"
+            " WHERE args ->> 'job_id' = %s RETURNING id",
+            (alive[0], job_id),
+        ).fetchone()
+        assert chunk is not None
+        admin.execute(  # it started an hour ago (procrastinate's trigger logged it as now)
+            "UPDATE procrastinate_events SET at = now() - interval '1 hour' WHERE job_id = %s",
+            chunk,
+        )
+    settings = job_settings.model_copy(
+        update={"worker_stalled_after_s": 2.0, "worker_chunk_timeout_s": 600.0}
+    )
+    services = build_services(settings)
+    deadline = time.monotonic() + 30
+    try:
+        while owner.get(f"/api/v1/jobs/{job_id}").json["state"] != "done":
+            assert time.monotonic() < deadline, "the overdue chunk was never run again"
+            run_worker(services, wait=False)
+            time.sleep(0.5)
+    finally:
+        services.close()
+        with _admin(migrated_admin_url) as admin:
+            admin.execute("DELETE FROM procrastinate_workers WHERE id = %s", alive)
