@@ -55,7 +55,6 @@ def _served_securely(workdir: Path, port: int) -> tuple[VllmEndpoint, list[str],
         "--ssl-certfile", str(pki.server.cert_path), "--ssl-keyfile", str(pki.server.key_path),
         "--ssl-ca-certs", pki.ca_path, "--ssl-cert-reqs", str(int(ssl.CERT_REQUIRED)),
         "--enable-ssl-refresh",  # as the vllm role starts it (certificates re-read on change)
-        "--scheduling-policy", "priority",  # job workers' requests yield to the API's
     ]
     return endpoint, args, {"VLLM_API_KEY": api_key}  # the key in the environment, not argv
 

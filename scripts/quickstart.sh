@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Quick start on one machine: local PostgreSQL, local CPU vLLM with the tiny model, dev
-# certificates; start the appliance, classify a sample document over mutual TLS, print the result.
+# certificates; start the appliance, its audit sealer and one bulk job worker, classify a sample
+# document over mutual TLS, print the result.
 #   scripts/quickstart.sh          set up, start everything, classify the sample (leaves it running)
 #   scripts/quickstart.sh stop     stop what it started
 # Given APPLIANCE_DATABASE_URL or APPLIANCE_VLLM_BASE_URL, it uses those instead of starting its own.
@@ -20,6 +21,7 @@ pg_bin() { ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1; }
 
 stop() {
   [ -f "$STATE/appliance.pid" ] && kill "$(cat "$STATE/appliance.pid")" 2>/dev/null || true
+  [ -f "$STATE/worker.pid" ] && kill "$(cat "$STATE/worker.pid")" 2>/dev/null || true
   [ -f "$STATE/sealer.pid" ] && kill "$(cat "$STATE/sealer.pid")" 2>/dev/null || true
   [ -f "$STATE/vllm.pid" ] && kill -- "-$(cat "$STATE/vllm.pid")" 2>/dev/null || true
   [ -d "$STATE/postgres/data" ] && as_pg_user "$(pg_bin)/pg_ctl" -D "$STATE/postgres/data" -m fast stop >/dev/null 2>&1 || true
@@ -79,6 +81,11 @@ audit_pseudonym_key() {  # document ids and content hashes reach the audit log a
   (umask 077 && openssl rand -hex 32 >"$PKI/audit-pseudonym.key")
 }
 
+job_key() {  # bulk jobs' texts wait for the worker encrypted under it (the API and the worker)
+  [ -f "$PKI/job.key" ] && return 0
+  (umask 077 && openssl rand -hex 32 >"$PKI/job.key")
+}
+
 start_appliance() {
   "$VENV/bin/appliance" pki --dir "$PKI" crl >/dev/null  # the dev CRL lasts days: re-sign it
   export APPLIANCE_TLS_CERT=$PKI/server.pem APPLIANCE_TLS_KEY=$PKI/server.key
@@ -87,6 +94,7 @@ start_appliance() {
   export APPLIANCE_AUDIT_VERIFIER_KEY_PATH=$PKI/audit-signing.vkey
   export APPLIANCE_AUDIT_ORIGIN=docclass-appliance/audit
   export APPLIANCE_AUDIT_PSEUDONYM_KEY_PATH=$PKI/audit-pseudonym.key
+  export APPLIANCE_JOB_KEY_PATH=$PKI/job.key
   log "migrating the database"
   "$VENV/bin/appliance" db upgrade
   log "starting the audit sealer"
@@ -95,6 +103,9 @@ start_appliance() {
     APPLIANCE_AUDIT_SEALER_STATE_PATH=$STATE/audit-sealer.state \
     "$VENV/bin/audit-tool" seal >"$STATE/sealer.log" 2>&1 &
   echo $! >"$STATE/sealer.pid"
+  log "starting a bulk job worker"
+  APPLIANCE_VLLM_REQUEST_PRIORITY=10 "$VENV/bin/appliance" worker >"$STATE/worker.log" 2>&1 &
+  echo $! >"$STATE/worker.pid"
   log "starting the appliance on https://localhost:$API_PORT"
   "$VENV/bin/appliance" serve >"$STATE/appliance.log" 2>&1 &
   echo $! >"$STATE/appliance.pid"
@@ -119,6 +130,7 @@ main() {
   start_vllm
   dev_certificates
   audit_pseudonym_key
+  job_key
   start_appliance
   log "classifying a sample document"
   api /api/v1/classify-document -H 'Content-Type: application/json' -d @- <<'JSON' | "$VENV/bin/python" -m json.tool

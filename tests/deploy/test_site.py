@@ -4,11 +4,15 @@ that changes nothing. Tests run in file order on one session deployment (see con
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
+import re
+import signal
 import ssl
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -16,6 +20,7 @@ import pytest
 
 from tests.deploy import harness
 from tests.deploy.conftest import Deployment
+from tests.deploy.test_k8s import K8S, render
 
 pytestmark = pytest.mark.slow
 
@@ -76,8 +81,9 @@ def test_rendered_units_pass_systemd_analyze_verify(deployment: Deployment) -> N
     units = sorted((deployment.base / "systemd").glob("*/*.service")) + sorted(
         (deployment.base / "systemd").glob("*/*.timer"))
     names = {u.name for u in units}
-    assert {"docclass-appliance.service", "docclass-audit-sealer.service", "vllm.service",
-            "docclass-replication-lag.service", "docclass-replication-lag.timer"} <= names, names
+    assert {"docclass-appliance.service", "docclass-worker.service",
+            "docclass-audit-sealer.service", "vllm.service", "docclass-replication-lag.service",
+            "docclass-replication-lag.timer"} <= names, names
     assert any(n.endswith("-repo2-incr.timer") for n in names), names
     for unit in units:
         # One unit per call: timers are checked together with their service's directory.
@@ -127,8 +133,11 @@ def _https_get(deployment: Deployment, path: str) -> tuple[int, dict[str, object
 
 
 def _https_request(
-    deployment: Deployment, method: str, path: str, body: dict[str, str] | None = None
-) -> tuple[int, dict[str, object]]:
+    deployment: Deployment, method: str, path: str, body: dict[str, str] | None = None,
+    raw: tuple[bytes, str] | None = None,
+) -> tuple[int, dict[str, object]]:  # fmt: skip
+    """One request over mTLS as the deploy-test client: a JSON `body`, or a `raw` body and its
+    content type."""
     context = ssl.create_default_context(cafile=str(deployment.ca_file))
     context.load_cert_chain(deployment.base / "client" / "client.crt",
                             deployment.base / "client" / "client.key")
@@ -136,7 +145,9 @@ def _https_request(
         "127.0.0.1", deployment.app_port, context=context, timeout=10
     )
     try:
-        if body is None:
+        if raw is not None:
+            conn.request(method, path, raw[0], {"Content-Type": raw[1]})
+        elif body is None:
             conn.request(method, path)
         else:
             conn.request(method, path, json.dumps(body), {"Content-Type": "application/json"})
@@ -146,15 +157,21 @@ def _https_request(
         conn.close()
 
 
-def test_installed_service_command_answers_health(deployment: Deployment) -> None:
-    unit_dir = deployment.base / "systemd" / "app-local"
-    unit = harness.parse_unit(unit_dir / "docclass-appliance.service")
-    assert unit["User"] == [deployment.user]
-    if not deployment.has_app:
-        pytest.skip("appliance CLI/wsgi/migrations not in the repo yet")
+def _unit_env(unit: dict[str, list[str]]) -> dict[str, str]:
+    """The environment systemd gives the unit's process: its EnvironmentFile= files in order."""
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
     for env_file in unit["EnvironmentFile"]:
-        env.update(harness.read_env_file(Path(env_file)))
+        env.update(harness.read_env_file(Path(env_file.removeprefix("-"))))
+    return env
+
+
+@contextlib.contextmanager
+def _running_api(deployment: Deployment) -> Iterator[subprocess.Popen[bytes]]:
+    """The installed API unit's commands, run as its account with its environment (systemd does
+    not run here); stopped on leaving."""
+    unit = harness.parse_unit(deployment.base / "systemd" / "app-local" /
+                              "docclass-appliance.service")  # fmt: skip
+    env = _unit_env(unit)
     metrics = deployment.base / "state" / "metrics"
     metrics.mkdir(exist_ok=True)
     os.chown(metrics, *_uid_gid(deployment.user))
@@ -168,8 +185,26 @@ def test_installed_service_command_answers_health(deployment: Deployment) -> Non
                             cwd=unit["WorkingDirectory"][0], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     try:
-        status, body = harness.wait_for(lambda: _https_get(deployment, "/health/live"), 60,
-                                        "/health/live over mTLS")
+        harness.wait_for(lambda: _https_get(deployment, "/health/live"), 60,
+                         "/health/live over mTLS")
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
+def test_installed_service_command_answers_health(deployment: Deployment) -> None:
+    unit_dir = deployment.base / "systemd" / "app-local"
+    unit = harness.parse_unit(unit_dir / "docclass-appliance.service")
+    assert unit["User"] == [deployment.user]
+    if not deployment.has_app:
+        pytest.skip("appliance CLI/wsgi/migrations not in the repo yet")
+    with _running_api(deployment) as proc:
+        status, body = _https_get(deployment, "/health/live")
         assert status == 200 and body == {"status": "ok"}, body
         status, body = _https_get(deployment, "/health/ready")
         # vLLM is not running here, so ready is 503; the database check must pass over TLS.
@@ -188,13 +223,6 @@ def test_installed_service_command_answers_health(deployment: Deployment) -> Non
         status, body = _https_request(deployment, "POST", "/api/v1/classify-document",
                                       {"document_id": "DEPLOY-1", "text": "Lab report."})
         assert status == 200 and body["model"] == "smollm2-135m", body
-    finally:
-        proc.terminate()
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode is not None
 
 
@@ -242,6 +270,108 @@ def test_each_process_reads_only_its_own_secrets(deployment: Deployment) -> None
     units = d.base / "systemd" / "app-local"
     sealer_unit = harness.parse_unit(units / "docclass-audit-sealer.service")
     assert sealer_unit["User"] == [d.sealer_user]
+
+
+HARDENING = harness.ANSIBLE_DIR / "templates" / "hardening.j2"
+QUEUE_DEPTH = next(
+    d for d in render(K8S / "base") if d["kind"] == "ScaledObject"
+    and d["metadata"]["name"] == "appliance-worker")["spec"]["triggers"][0]["metadata"]["query"]
+"""The query KEDA scales the workers on (k8s/base/autoscaling.yaml)."""
+
+
+def test_the_worker_unit_runs_as_the_api_with_the_job_key(deployment: Deployment) -> None:
+    """docclass-worker.service: `appliance worker` as the API's account, restarted always,
+    sandboxed like the API and the sealer; its environment names the API's database login and
+    vLLM key; the job key generated on the controller is installed for the API's group only and
+    named in common.env (the API reads it there too)."""
+    d = deployment
+    units = d.base / "systemd" / "app-local"
+    config = d.base / "etc" / "appliance"
+    unit = harness.parse_unit(units / "docclass-worker.service")
+    api = harness.parse_unit(units / "docclass-appliance.service")
+    assert (unit["User"], unit["Group"]) == (api["User"], api["Group"]) == ([d.user], [d.user])
+    assert unit["ExecStart"] == [f"{d.base}/opt/venv/bin/appliance worker"]
+    assert unit["Restart"] == ["always"] and int(unit["TimeoutStopSec"][0]) >= 60
+    assert unit["EnvironmentFile"] == [str(config / "common.env"), str(config / "worker.env")]
+    assert "ExecReload" not in unit and "RuntimeDirectory" not in unit
+    hardening = [line for line in HARDENING.read_text().splitlines()
+                 if line and not line.startswith("#")]  # fmt: skip
+    rendered = (units / "docclass-worker.service").read_text().splitlines()
+    assert [line for line in hardening if line not in rendered] == []
+    worker_env = harness.read_env_file(config / "worker.env")
+    api_env = harness.read_env_file(config / "api.env")
+    for name in ("APPLIANCE_DATABASE_URL_FILE", "APPLIANCE_VLLM_API_KEY_FILE",
+                 "APPLIANCE_VLLM_TLS_CERT", "APPLIANCE_VLLM_TLS_KEY"):  # fmt: skip
+        assert worker_env[name] == api_env[name], name
+    assert worker_env["APPLIANCE_WORKER_CONCURRENCY"] == "4"
+    assert "PROMETHEUS_MULTIPROC_DIR" not in worker_env  # no gunicorn makes it for a worker
+    # The job key: 64 hex characters generated once for the inventory, installed root-owned,
+    # readable by the API's (and workers') group only.
+    installed = config / "api" / "job.key"
+    generated = (d.inventory / "credentials" / "job.key").read_text().strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", generated) and installed.read_text() == generated
+    _, gid = _uid_gid(d.user)
+    for path in (installed, config / "worker.env"):
+        st = path.stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, gid, 0o640), path
+    assert harness.read_env_file(config / "common.env")["APPLIANCE_JOB_KEY_PATH"] == str(installed)
+    assert _can_read(d.user, installed) and not _can_read(d.sealer_user, installed)
+
+
+def _queue_depth(deployment: Deployment) -> int:
+    with psycopg.connect(deployment.app_dsn(deployment.primary_port)) as conn:
+        row = conn.execute(QUEUE_DEPTH).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _job(deployment: Deployment, job_id: object) -> dict[str, object]:
+    status, body = _https_get(deployment, f"/api/v1/jobs/{job_id}")
+    assert status == 200, body
+    return body
+
+
+def test_the_installed_worker_classifies_a_bulk_job(deployment: Deployment) -> None:
+    """A job submitted to the installed API waits in the queue (as KEDA's query counts it, read
+    as the app's login) until the installed worker command, as its account with its unit's
+    environment, classifies every item through the scripted vLLM; SIGTERM then stops it
+    cleanly."""
+    d = deployment
+    if not d.has_app:
+        pytest.skip("appliance CLI/wsgi/migrations not in the repo yet")
+    unit = harness.parse_unit(d.base / "systemd" / "app-local" / "docclass-worker.service")
+    items = 20  # two chunks of 16
+    body = "".join(json.dumps({"document_id": f"BULK-{i}", "text": f"Lab report {i}."}) + "\n"
+                   for i in range(items)).encode()  # fmt: skip
+    with _running_api(d):
+        before = _queue_depth(d)
+        status, job = _https_request(d, "POST", "/api/v1/jobs", raw=(body, "application/x-ndjson"))
+        assert status == 202, job
+        assert _queue_depth(d) == before + 2
+        uid, gid = _uid_gid(d.user)
+        worker = subprocess.Popen(
+            unit["ExecStart"][0].split(), env=_unit_env(unit), cwd=unit["WorkingDirectory"][0],
+            user=uid, group=gid, extra_groups=[], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            done = harness.wait_for(
+                lambda: (j := _job(d, job["job_id"]))["state"] in ("done", "failed") and j,
+                120, "the job to end")  # fmt: skip
+            assert done["state"] == "done" and done["counts"]["done"] == items, done
+            assert _queue_depth(d) == before
+            status, page = _https_get(d, f"/api/v1/jobs/{job['job_id']}/results?limit=1000")
+            results = page["items"]
+            assert status == 200 and isinstance(results, list) and len(results) == items, page
+            answered = {(r["state"], r["result"]["model"]) for r in results}
+            assert answered == {("done", "smollm2-135m")}, results
+            assert worker.poll() is None  # still waiting for work
+            worker.send_signal(signal.SIGTERM)
+            out, _ = worker.communicate(timeout=60)
+            assert worker.returncode == 0, out.decode(errors="replace")[-3000:]
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.communicate()
 
 
 def _uid_gid(user: str) -> tuple[int, int]:
