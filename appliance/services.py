@@ -82,6 +82,7 @@ def build_services(
         clock=clock,
     )
     job_key = load_job_key(settings.job_key_path) if settings.job_key_path else None
+    audit_reader = AuditReader(engine, settings, key)
     pages = PageReader(
         Limits.from_settings(settings),
         TesseractOcr(settings.ocr_language, settings.ocr_page_timeout_s),
@@ -101,7 +102,15 @@ def build_services(
         files=files,
         pages=pages,
         review=ReviewService(engine, taxonomy, recorder, clock),
-        jobs=JobService(engine, Deferrer(), recorder, job_key, settings.job_chunk_items, clock),
-        audit_reader=AuditReader(engine, settings, key),
+        jobs=JobService(
+            engine,
+            Deferrer(),
+            recorder,
+            job_key,
+            settings.job_chunk_items,
+            audit_reader.resource,
+            clock,
+        ),
+        audit_reader=audit_reader,
         startup=StartupState(engine, labeller),
     )

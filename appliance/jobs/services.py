@@ -8,7 +8,9 @@ cancelled and drops their texts with its audit event in another.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -115,10 +117,13 @@ class JobService:
         audit: AuditRecorder,
         key_encryption_key: bytes | None,
         chunk_items: int,
+        shown_id: Callable[[str | None], str | None],
         clock: Clock = utc_now,
     ) -> None:
-        """``key_encryption_key``: None when none is configured (then no job is accepted)."""
+        """``key_encryption_key``: None when none is configured (then no job is accepted).
+        ``shown_id``: a document id as auditors see it (its audit pseudonym)."""
         self._engine = engine
+        self._shown_id = shown_id
         self._key = key_encryption_key
         self._chunk_items = chunk_items
         self._queue = queue
@@ -177,13 +182,24 @@ class JobService:
     def results(
         self, job_id: uuid.UUID, context: RequestContext, after: int, limit: int
     ) -> list[ItemOutcome]:
-        """Items after line ``after``, at most ``limit``, with their results or errors."""
+        """Items after line ``after``, at most ``limit``, with their results or errors. An
+        auditor sees the document ids as the audit log shows them (pseudonyms), as it reads
+        stored results without them."""
         with autocommit(self._engine) as connection:
-            self._visible(connection, job_id, context, Action.READ_JOB_RESULTS)
+            owner = self._visible(connection, job_id, context, Action.READ_JOB_RESULTS)
             with connection.cursor(row_factory=namedtuple_row) as cursor:
                 rows = cursor.execute(RESULTS_QUERY, (job_id, after, limit)).fetchall()
         self._audit.record_outcome(context, Action.READ_JOB_RESULTS, 200, _about(job_id))
-        return [_outcome(row) for row in rows]
+        outcomes = [_outcome(row) for row in rows]
+        return outcomes if owner else [self._as_auditor_sees(item) for item in outcomes]
+
+    def _as_auditor_sees(self, item: ItemOutcome) -> ItemOutcome:
+        shown = self._shown_id(item.document_id)
+        result = item.result
+        if result is not None:
+            pseudonym = str(self._shown_id(result.document_id))
+            result = dataclasses.replace(result, document_id=pseudonym)
+        return dataclasses.replace(item, document_id=shown, result=result)
 
     def cancel(self, job_id: uuid.UUID, context: RequestContext) -> JobStatus:
         """Cancel the items no worker has finished, and drop their texts. Items a worker is
@@ -287,9 +303,9 @@ class JobService:
         context: RequestContext,
         action: Action,
         owner_only: bool = False,
-    ) -> None:
-        """Nothing if the caller may see the job (its owner; an auditor, to read); else 404,
-        audited with the job id asked for."""
+    ) -> bool:
+        """Whether the caller owns the job, if it may see it (its owner; an auditor, to read);
+        else 404, audited with the job id asked for."""
         identity = _caller(context)
         row = connection.execute("SELECT owner FROM bulk_jobs WHERE id = %s", (job_id,)).fetchone()
         may_see = row is not None and (
@@ -299,6 +315,7 @@ class JobService:
             error = NotFound("no such job")
             self._audit.record_outcome(context, action, error.status, _about(job_id), error.code)
             raise error
+        return bool(row[0] == identity.name)
 
     def _status_on(
         self, connection: psycopg.Connection[Any], job_id: uuid.UUID, context: RequestContext

@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -19,6 +20,7 @@ from appliance.jobs.worker import ItemNotPending, ItemWrite
 from appliance.services import Services
 from appliance.settings import Settings
 from audit.chain import decode_event
+from audit.pseudonym import pseudonymise
 from harness.fake_vllm import FakeVllm
 from harness.identity import identity
 from tests.jobs.conftest import AUDITOR, OTHER, OWNER, jsonl
@@ -120,7 +122,10 @@ def test_each_item_has_one_result_and_one_event_naming_the_job(
 
 
 def test_another_client_gets_404_and_an_auditor_may_read(
-    owner: FlaskClient, client_as: Callable[..., FlaskClient], migrated_admin_url: str
+    owner: FlaskClient,
+    client_as: Callable[..., FlaskClient],
+    migrated_admin_url: str,
+    audit_pseudonym_key: Path,
 ) -> None:
     job_id = _submit(owner, jsonl(*_lines(2, uuid.uuid4().hex[:8]))).json["job_id"]
     other = client_as(OTHER, "classifier")
@@ -137,7 +142,13 @@ def test_another_client_gets_404_and_an_auditor_may_read(
     }  # fmt: skip
     auditor = client_as(AUDITOR, "auditor")
     assert auditor.get(f"/api/v1/jobs/{job_id}").status_code == 200
-    assert auditor.get(f"/api/v1/jobs/{job_id}/results").status_code == 200
+    read = auditor.get(f"/api/v1/jobs/{job_id}/results")
+    assert read.status_code == 200
+    own = owner.get(f"/api/v1/jobs/{job_id}/results").json["items"]
+    assert [item["document_id"] for item in read.json["items"]] == [
+        pseudonymise(audit_pseudonym_key.read_bytes().rstrip(b"\n"), item["document_id"])
+        for item in own
+    ]  # the auditor sees the ids as the audit log has them, not in clear
     assert auditor.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 403
     with _admin(migrated_admin_url) as admin:
         denied = admin.execute(
