@@ -55,6 +55,7 @@ start_vllm() {
   log "starting vLLM on port $VLLM_PORT (about a minute)"
   PORT=$VLLM_PORT setsid "$REPO/scripts/vllm-cpu.sh" serve >"$STATE/vllm.log" 2>&1 &
   echo $! >"$STATE/vllm.pid"
+  WORKER_PRIORITY=10  # this vLLM schedules by priority: the worker's requests yield to the API's
   for _ in $(seq 600); do curl -sf "$APPLIANCE_VLLM_BASE_URL/health" >/dev/null && return 0; sleep 1; done
   echo "vLLM did not start; see $STATE/vllm.log" >&2; exit 1
 }
@@ -104,7 +105,9 @@ start_appliance() {
     "$VENV/bin/audit-tool" seal >"$STATE/sealer.log" 2>&1 &
   echo $! >"$STATE/sealer.pid"
   log "starting a bulk job worker"
-  APPLIANCE_VLLM_REQUEST_PRIORITY=10 "$VENV/bin/appliance" worker >"$STATE/worker.log" 2>&1 &
+  # A vLLM it did not start may not schedule by priority (it would refuse one): none then.
+  APPLIANCE_VLLM_REQUEST_PRIORITY=${WORKER_PRIORITY:-0} "$VENV/bin/appliance" worker \
+    >"$STATE/worker.log" 2>&1 &
   echo $! >"$STATE/worker.pid"
   log "starting the appliance on https://localhost:$API_PORT"
   "$VENV/bin/appliance" serve >"$STATE/appliance.log" 2>&1 &
