@@ -6,14 +6,19 @@ synchronous ``classify-batch`` (batches of 64, two in flight) to the same served
 Every path gets documents of its own (no dedupe hits). A job's time runs from its submission's
 answer to its last item stored (its workers are started, idle, before it is submitted).
 
-Run: ``.venv/bin/python -m benchmarks.bench_jobs [--items N]``. Everything shares this machine:
-the load, gunicorn, the workers, PostgreSQL and the upstream.
+Then, against the real CPU vLLM (done-when 4, second part): documents/s of a job worked by one
+worker with C chunks in flight, next to the same prompts sent straight to vLLM C at a time
+(rounds alternate the order; each path has documents of its own, so no prefix-cache hit).
+
+Run: ``.venv/bin/python -m benchmarks.bench_jobs [--items N] [--vllm-items N] [--skip-vllm]``.
+Everything shares this machine: the load, gunicorn, the workers, PostgreSQL and the upstream.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,9 +27,10 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from benchmarks.bench_classify import DOCUMENT, instant_upstream
+from benchmarks.bench_classify import DOCUMENT, chat_payload, direct_access, instant_upstream
+from benchmarks.loadgen import run_load
 from benchmarks.report import machine_line, write_section
-from harness import postgres
+from harness import postgres, vllm_cpu
 from harness.stack import Stack, appliance_stack
 from harness.upstream import VllmEndpoint
 
@@ -56,11 +62,13 @@ def through_batches(stack: Stack, items: int) -> float:
         return items / (time.perf_counter() - started)
 
 
-def through_job(stack: Stack, items: int, workers: int, workdir: Path) -> float:
-    body = "".join(json.dumps(doc) + "\n" for doc in _documents(items, f"job{workers}"))
+def through_job(
+    stack: Stack, items: int, workers: int, workdir: Path, run: str = "", concurrency: str = ""
+) -> float:
+    body = "".join(json.dumps(doc) + "\n" for doc in _documents(items, f"job{workers}{run}"))
     running = [
-        stack.worker(workdir / f"worker-{workers}-{n}.log",
-                     APPLIANCE_WORKER_CONCURRENCY=WORKER_CONCURRENCY)
+        stack.worker(workdir / f"worker-{workers}-{run}{n}.log",
+                     APPLIANCE_WORKER_CONCURRENCY=concurrency or WORKER_CONCURRENCY)
         for n in range(workers)
     ]  # fmt: skip
     try:
@@ -92,10 +100,59 @@ def through_job(stack: Stack, items: int, workers: int, workdir: Path) -> float:
     return items / elapsed
 
 
+def against_vllm(
+    stack: Stack, vllm: VllmEndpoint, items: int, rounds: int, workdir: Path
+) -> list[str]:
+    """Documents/s of a one-worker job against direct requests at the same concurrency."""
+    concurrency = int(WORKER_CONCURRENCY)
+    rates: dict[str, list[float]] = {"direct": [], "job": []}
+
+    def direct(run: str) -> float:
+        payloads = [
+            chat_payload(vllm_cpu.MODEL_NAME, doc["text"]) for doc in _documents(items, run)
+        ]
+        result = run_load(
+            vllm.url, lambda n: ("/v1/chat/completions", payloads[n]), items, concurrency,
+            *direct_access(vllm),
+        )  # fmt: skip
+        assert result.errors == 0
+        return result.per_second
+
+    def job(run: str) -> float:
+        return through_job(stack, items, 1, workdir, run)
+
+    direct("warm-d")
+    for round_number in range(rounds):
+        order = [("direct", direct), ("job", job)]
+        for name, measure in order if round_number % 2 == 0 else order[::-1]:
+            rates[name].append(measure(f"v{name[0]}{round_number}"))
+    straight, through = statistics.median(rates["direct"]), statistics.median(rates["job"])
+    return [
+        f"### A job against the real CPU vLLM (SmolLM2-135M, {items} documents, {concurrency} in"
+        f" flight, median of {rounds} rounds)",
+        "",
+        "| path | documents/s |",
+        "|---|---|",
+        f"| {concurrency} concurrent requests straight to vLLM | {straight:.2f} |",
+        f"| a job, 1 worker with {concurrency} chunks in flight | {through:.2f} |",
+        "",
+        f"Ratio: **{through / straight:.2f}** (target >= 0.95). The job's time includes the"
+        " worker picking it up (LISTEN/NOTIFY) and its last item's commit.",
+        "",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--items", type=int, default=10_000)
+    parser.add_argument("--vllm-items", type=int, default=160)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds against vLLM")
+    parser.add_argument("--skip-vllm", action="store_true")
+    parser.add_argument("--only-vllm", action="store_true")
     args = parser.parse_args()
+    if args.only_vllm:
+        write_section("bench_jobs_vllm", vllm_lines(args))
+        return
     with (
         postgres.databases_with_logins() as (databases, logins),
         instant_upstream() as upstream,
@@ -127,6 +184,27 @@ def main() -> None:
     ]
     write_section("bench_jobs", lines)
     print("\n".join(lines))
+    if not args.skip_vllm:
+        write_section("bench_jobs_vllm", vllm_lines(args))
+
+
+def vllm_lines(args: argparse.Namespace) -> list[str]:
+    with (
+        postgres.databases_with_logins() as (databases, logins),
+        vllm_cpu.running_vllm() as vllm,
+        appliance_stack(databases.create(), vllm, logins) as stack,
+        tempfile.TemporaryDirectory(prefix="bench-jobs-vllm-") as workdir,
+    ):
+        stack.wait_started()
+        lines = [
+            "## Bulk jobs against the real CPU vLLM (`benchmarks/bench_jobs.py`)",
+            "",
+            machine_line(),
+            "",
+            *against_vllm(stack, vllm, args.vllm_items, args.rounds, Path(workdir)),
+        ]
+    print("\n".join(lines))
+    return lines
 
 
 if __name__ == "__main__":
