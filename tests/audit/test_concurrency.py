@@ -19,7 +19,7 @@ from audit.signer import Signer
 from tests.audit.conftest import ORIGIN, make_event
 
 WRITERS = 32
-EVENTS_PER_WRITER = 40
+MAX_EVENTS_PER_WRITER = 400
 
 
 def _sealer_process(url: str, keys: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -54,13 +54,17 @@ def test_writers_and_a_killed_sealer_leave_one_contiguous_chain(
     committed: list[str] = []
     lock = threading.Lock()
     start = threading.Barrier(WRITERS)
+    stop = threading.Event()
     errors: list[BaseException] = []
 
     def writer(n: int) -> None:
+        """Writes until told to stop: across the kill, however fast or slow this machine is."""
         try:
             with psycopg.connect(audit_db, autocommit=True) as conn:
                 start.wait()
-                for i in range(EVENTS_PER_WRITER):
+                for i in range(MAX_EVENTS_PER_WRITER):
+                    if stop.is_set():
+                        return
                     event = make_event(n * 1000 + i)
                     store.append_pending(conn, event)  # autocommit: committed on return
                     with lock:
@@ -81,8 +85,11 @@ def test_writers_and_a_killed_sealer_leave_one_contiguous_chain(
     assert _sealed(audit_db) >= 200, "the sealer made no progress"
     first.send_signal(signal.SIGKILL)  # mid-run: writers are still writing
     first.wait(10)
-    killed_at = _sealed(audit_db)
+    with lock:
+        written_at_kill = len(committed)
     restarted = _sealer_process(sealer_url, key_files, log)
+    time.sleep(1.0)  # writers go on while the standby or the restarted sealer takes over
+    stop.set()
     for thread in threads:
         thread.join(120)
     assert not errors, errors
@@ -95,7 +102,7 @@ def test_writers_and_a_killed_sealer_leave_one_contiguous_chain(
     final.run_once()
     final.close()
 
-    assert killed_at < WRITERS * EVENTS_PER_WRITER
+    assert written_at_kill < len(committed), "no event was written after the kill"
     with psycopg.connect(audit_db) as conn:
         result = service.verify_database(conn, trust)
         rows = conn.execute("SELECT seq, event_id::text FROM audit_entries ORDER BY seq").fetchall()
@@ -103,5 +110,5 @@ def test_writers_and_a_killed_sealer_leave_one_contiguous_chain(
     assert pending == (0,)
     assert [seq for seq, _ in rows] == list(range(len(committed)))
     assert sorted(event_id for _, event_id in rows) == sorted(committed)
-    assert result.size == len(committed) == WRITERS * EVENTS_PER_WRITER
+    assert result.size == len(committed)
     assert result.unsigned_entries == 0
