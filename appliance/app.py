@@ -29,8 +29,10 @@ from appliance.logging import configure_logging
 from appliance.openapi import build_spec
 from appliance.requests import InMemoryUploads
 from appliance.review import views as review_views
+from appliance.review.metrics import ReviewQueueCollector
 from appliance.services import Services, build_services
 from appliance.settings import Settings
+from appliance.usage import views as usage_views
 from appliance.web import begin_request, install_services, request_context
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -53,6 +55,7 @@ def create_app(services: Services | None = None) -> Flask:
     app.register_blueprint(classification_views.bp)
     app.register_blueprint(review_views.bp)
     app.register_blueprint(job_views.bp)
+    app.register_blueprint(usage_views.bp)
     app.register_blueprint(health_views.bp)
     _register_service_endpoints(app, services)
     undeclared = undeclared_endpoints(app)
@@ -92,10 +95,11 @@ def _register_service_endpoints(app: Flask, services: Services) -> None:
 
     tls_expiry = TlsExpiryCollector(settings.tls_cert, settings.tls_crl)
     job_queue = JobQueueCollector(services.engine)
+    review_queue = ReviewQueueCollector(services.engine)
 
     @app.get("/metrics")
     @audited(Action.READ_METRICS)
     @requires_roles("metrics")
     def prometheus_metrics() -> Response:
-        body, content_type = metrics.exposition(tls_expiry, job_queue)
+        body, content_type = metrics.exposition(tls_expiry, job_queue, review_queue)
         return Response(body, content_type=content_type)

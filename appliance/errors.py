@@ -123,6 +123,20 @@ class NotYetAvailable(ApplianceError):
     retry_after_s = 1
 
 
+class QuotaExceeded(ApplianceError):
+    """The caller's quota for this window is spent: ask again after ``Retry-After`` (when the
+    window ends)."""
+
+    status = 429
+    code = "quota_exceeded"
+
+    def __init__(self, measure: str, period: str, retry_after_s: int) -> None:
+        super().__init__(f"the {measure} quota for this {period} is used up")
+        self.measure = measure
+        self.period = period
+        self.retry_after_s = retry_after_s
+
+
 class UpstreamInvalidResponse(ApplianceError):
     """The model server answered, but not with something we can use."""
 

@@ -58,6 +58,25 @@ TLS_HANDSHAKE_FAILURES = Counter(
 CACHE_HITS = Counter(
     "appliance_classification_cache_hits_total", "Classifications answered from stored results"
 )
+CACHE_MISSES = Counter(
+    "appliance_classification_cache_misses_total",
+    "Classifications with no stored result to reuse (the model was asked)",
+)
+MODEL_TOKENS = Counter(
+    "appliance_model_tokens_total",
+    "Tokens the model server counted, by model and kind (prompt, completion)",
+    ["model", "kind"],
+)
+MODEL_COST = Counter(
+    "appliance_model_cost_total",
+    "Cost of model calls in the configured currency (APPLIANCE_MODEL_COSTS), by model",
+    ["model"],
+)
+QUOTA_DENIALS = Counter(
+    "appliance_quota_denials_total",
+    "Requests refused over a quota, by what ran out (documents, tokens) and the window",
+    ["measure", "window"],
+)
 
 
 def exposition(*collectors: Collector) -> tuple[bytes, str]:

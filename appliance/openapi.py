@@ -29,6 +29,7 @@ from appliance.jobs.schemas import JobOut, JobResultsOut
 from appliance.review import views as review_views
 from appliance.review.schemas import HistoryOut, QueueOut, ReviewIn, ReviewOut
 from appliance.text import IDENTIFIER
+from appliance.usage.schemas import QuotaUsageOut
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 ERROR_STATUSES = {
@@ -42,6 +43,8 @@ ERROR_STATUSES = {
     " media type, or not what its media type says)",
     "422": "The file cannot be read: corrupt, password-protected, no text on its pages, or a"
     " page over the OCR time limit; or an Idempotency-Key reused with another body",
+    "429": "A quota of the caller's is used up for this minute or day: retry after Retry-After"
+    " (GET /api/v1/usage shows the windows)",
     "502": "The model server answered garbage",
     "503": "The model server, database or audit log is unavailable (see Retry-After)",
     "504": "The model server timed out",
@@ -263,6 +266,14 @@ OPERATIONS = [
         "classifier (its own jobs)",
         JobOut,
         parameters=[JOB_ID],
+    ),
+    Operation(
+        "/api/v1/usage",
+        "get",
+        Action.READ_USAGE,
+        "The current minute and day windows of the caller's quotas (admin: everyone's)",
+        "classifier (its own), admin (everyone's)",
+        QuotaUsageOut,
     ),
     Operation(
         "/api/v1/audit/events",

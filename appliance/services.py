@@ -24,6 +24,7 @@ from appliance.classification.services import ClassificationService
 from appliance.classification.taxonomy import Taxonomy, load_taxonomy
 from appliance.db import make_engine
 from appliance.health.startup import StartupState
+from appliance.identity.roles import RoleMap, load_role_map
 from appliance.intake.extract import PageReader
 from appliance.intake.limits import Limits
 from appliance.intake.ocr import TesseractOcr
@@ -32,6 +33,9 @@ from appliance.jobs.queue import Deferrer
 from appliance.jobs.services import JobService
 from appliance.review.services import ReviewService
 from appliance.settings import Settings
+from appliance.usage.declarations import record_declarations
+from appliance.usage.metering import Meter
+from appliance.usage.quotas import QuotaService
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class Services:
     jobs: JobService
     audit_reader: AuditReader
     startup: StartupState
+    roles: RoleMap
+    """The role table: roles and quotas by certificate (the identity middleware's)."""
 
     def close(self) -> None:
         """Release the model backend's and the database's connections, and the OCR threads."""
@@ -66,11 +72,13 @@ def build_services(
     """Everything wired from ``settings``. ``backend`` replaces the configured model backend and
     ``audit_sink`` the PostgreSQL audit sink (tests); ``clock`` stamps results and events."""
     engine = make_engine(settings)
+    roles = load_role_map(settings.roles_path)
     taxonomy = load_taxonomy(settings.taxonomy_path)
     backend = backend or build_backend(settings)
     key = load_pseudonym_key(settings)
     recorder = AuditRecorder(audit_sink or PostgresAuditSink(engine, key), clock)
     labeller = Labeller(backend, taxonomy, settings.max_document_tokens)
+    quotas = QuotaService(engine, roles.quotas_by_rule())
     classification = ClassificationService(
         engine=engine,
         labeller=labeller,
@@ -79,6 +87,8 @@ def build_services(
         label_thresholds=taxonomy.review_thresholds,
         audit=recorder,
         max_concurrency=settings.vllm_max_concurrency,
+        quotas=quotas,
+        meter=Meter(settings.model_costs),
         clock=clock,
     )
     job_key = load_job_key(settings.job_key_path) if settings.job_key_path else None
@@ -109,8 +119,14 @@ def build_services(
             job_key,
             settings.job_chunk_items,
             audit_reader.resource,
+            quotas,
             clock,
         ),
         audit_reader=audit_reader,
-        startup=StartupState(engine, labeller),
+        startup=StartupState(
+            engine,
+            labeller,
+            lambda: record_declarations(engine, recorder, roles.quota_declarations()),
+        ),
+        roles=roles,
     )

@@ -12,10 +12,45 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "APPLIANCE_"
+
+
+class ModelPrice(BaseModel):
+    """What one model's tokens cost, in the operator's currency: a price per 1,000 prompt and
+    completion tokens (a hosted model's list price), or the hourly cost of the hardware serving
+    it with the tokens per second it was measured to process (docs/sizing.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    per_1k_prompt_tokens: float | None = Field(default=None, ge=0)
+    per_1k_completion_tokens: float | None = Field(default=None, ge=0)
+    hourly: float | None = Field(default=None, ge=0)
+    tokens_per_second: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> ModelPrice:
+        per_token = (self.per_1k_prompt_tokens, self.per_1k_completion_tokens)
+        per_hour = (self.hourly, self.tokens_per_second)
+        given = (sum(v is not None for v in per_token), sum(v is not None for v in per_hour))
+        if given not in ((2, 0), (0, 2)):
+            raise ValueError(
+                "give per_1k_prompt_tokens and per_1k_completion_tokens, or hourly and "
+                "tokens_per_second"
+            )
+        return self
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        if self.hourly is not None and self.tokens_per_second is not None:
+            seconds = (prompt_tokens + completion_tokens) / self.tokens_per_second
+            return self.hourly * seconds / 3600
+        assert self.per_1k_prompt_tokens is not None and self.per_1k_completion_tokens is not None
+        return (
+            prompt_tokens * self.per_1k_prompt_tokens
+            + completion_tokens * self.per_1k_completion_tokens
+        ) / 1000
 
 
 class Settings(BaseSettings):
@@ -32,6 +67,10 @@ class Settings(BaseSettings):
     model_weights_digest: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
     """Digest of the served weights, recorded as part of the model's identity (vLLM does not
     report one)."""
+
+    model_costs: dict[str, ModelPrice] = Field(default_factory=dict)
+    """Price by served model name (JSON), for the cost of each result and the cost metrics;
+    a model without a price has no cost recorded."""
 
     vllm_base_url: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://")
     vllm_model: str = "smollm2-135m"

@@ -10,5 +10,6 @@ from appliance.services import build_services
 from appliance.settings import Settings
 
 settings = Settings()
-app = create_app(build_services(settings))
-install_client_identity(app, settings.roles_path, settings.tls_crl)
+services = build_services(settings)
+app = create_app(services)
+install_client_identity(app, services.roles, settings.tls_crl)

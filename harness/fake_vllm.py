@@ -103,7 +103,13 @@ def drop_connection() -> Fault:
 # Default behaviour --------------------------------------------------------------------------
 
 
-def chat_body(probabilities: dict[str, float], chosen: str) -> dict[str, Any]:
+CHAT_TEMPLATE_TOKENS = 8
+"""What the fake counts for a chat template's markup around the messages."""
+
+
+def chat_body(
+    probabilities: dict[str, float], chosen: str, prompt_tokens: int = 0
+) -> dict[str, Any]:
     top = [
         {"token": code, "logprob": math.log(p) if p > 0 else -9999.0}
         for code, p in sorted(probabilities.items(), key=lambda item: -item[1])
@@ -122,7 +128,19 @@ def chat_body(probabilities: dict[str, float], chosen: str) -> dict[str, Any]:
                 "finish_reason": "stop",
             }
         ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": 1,
+            "total_tokens": prompt_tokens + 1,
+        },
     }
+
+
+def prompt_tokens(messages: list[dict[str, str]]) -> int:
+    """The fake's token count of a chat prompt: one per whitespace-separated word, as its
+    tokenizer counts, plus the template's markup."""
+    words = sum(len(message["content"].split()) for message in messages)
+    return words + CHAT_TEMPLATE_TOKENS
 
 
 def default_distribution(codes: list[str], document: str) -> dict[str, float]:
@@ -197,7 +215,7 @@ class _Handler(BaseHTTPRequestHandler):
             rest = 0.1 / (len(codes) - 1)
             probabilities = {code: 0.9 if code == ruled[0] else rest for code in codes}
         chosen = max(probabilities, key=lambda code: probabilities[code])
-        return chat_body(probabilities, chosen)
+        return chat_body(probabilities, chosen, prompt_tokens(payload["messages"]))
 
     def _tokenize(self, payload: dict[str, Any]) -> dict[str, Any]:
         """One token per whitespace-separated word: enough to test token budgets."""

@@ -50,6 +50,11 @@ class Stack:
         return {"verify": self.pki.client_context(self.client_cert)}
 
     @property
+    def libpq_url(self) -> str:
+        """``database_url`` as psycopg takes it (the superuser's, for inspection)."""
+        return self.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+    @property
     def url(self) -> str:
         return self.server.url("")
 
@@ -70,17 +75,19 @@ def appliance_stack(
     vllm: VllmEndpoint,
     logins: postgres.Logins,
     extra_env: dict[str, str] | None = None,
+    roles: str = ROLES,
 ) -> Iterator[Stack]:
     """``database_url``: a superuser ``postgresql://`` URL of an empty database owned by
     ``logins.owner``. Migrated as the owner; the appliance runs as ``logins.app``, as in
-    production. ``Stack.database_url`` is the superuser URL, for inspection."""
+    production. ``Stack.database_url`` is the superuser URL, for inspection. ``roles``: the
+    role table (default: the client holds every role but admin, without quotas)."""
     sqlalchemy_url = postgres.sqlalchemy_url(database_url)
     migrate.upgrade(logins.url(sqlalchemy_url, logins.owner))
     workdir = Path(tempfile.mkdtemp(prefix="appliance-stack-"))
     pki = DevPki.create(workdir / "pki")
     client_cert = pki.client("bench", f"URI:{CLIENT_URI}")
-    roles = workdir / "roles.yaml"
-    roles.write_text(ROLES)
+    roles_path = workdir / "roles.yaml"
+    roles_path.write_text(roles)
     pseudonym_key = audit_keys.pseudonym_key(workdir)
     job_key = job_keys.job_key(workdir)
     env = {
@@ -92,6 +99,6 @@ def appliance_stack(
     }
     serve = [str(Path(sys.executable).with_name("appliance")), "serve"]
     with run_gunicorn(
-        "appliance.wsgi:app", pki=pki, roles_path=roles, env=env, command=serve
+        "appliance.wsgi:app", pki=pki, roles_path=roles_path, env=env, command=serve
     ) as server:
         yield Stack(server, pki, client_cert, sqlalchemy_url, pseudonym_key, env)

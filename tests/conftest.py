@@ -97,6 +97,7 @@ def clean_database(migrated_admin_url: str, migrated_database_url: str) -> str:
     with engine.begin() as connection:
         connection.execute(text("SET LOCAL session_replication_role = replica"))
         connection.execute(text("TRUNCATE classification_results CASCADE"))
+        connection.execute(text("TRUNCATE quota_usage, quota_declarations"))
     engine.dispose()
     return migrated_database_url
 

@@ -38,6 +38,10 @@ class Action(enum.StrEnum):
     DELIVER_JOB_CALLBACK = "deliver_job_callback"
     """A worker's attempt to deliver a job's completion callback (outcome: the receiver's
     HTTP status, 502 when it did not answer)."""
+    READ_USAGE = "read_usage"
+    CHANGE_QUOTAS = "change_quotas"
+    """The role table's quotas changed: recorded at start-up by the first worker to load them
+    (``detail``: the declaration's digest, ``appliance.usage.declarations``)."""
     READ_OPENAPI = "read_openapi"
     READ_METRICS = "read_metrics"
     UNMATCHED_ROUTE = "unmatched_route"
@@ -70,6 +74,8 @@ class AuditEvent:
     """What a classification decided, and what produced it."""
     review: ReviewFacts | None = None
     job: JobRef | None = None
+    detail: str | None = None
+    """What an event without a document is about, as short text (a quota declaration)."""
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ class Subject:
     decision: Decision | None = None
     review: ReviewFacts | None = None
     job: JobRef | None = None
+    detail: str | None = None
 
 
 NOTHING = Subject()
@@ -121,4 +122,5 @@ class AuditRecorder:
             decision=subject.decision,
             review=subject.review,
             job=subject.job or context.job,
+            detail=subject.detail,
         )

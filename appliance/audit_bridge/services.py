@@ -108,6 +108,7 @@ class PostgresAuditSink:
             review_label=event.review.label if event.review else None,
             job_id=event.job.job_id if event.job else None,
             job_item=event.job.item if event.job else None,
+            detail=event.detail,
             **decision_fields(event.decision),
         )
 

@@ -38,11 +38,37 @@ class Prompt:
 
 
 @dataclass(frozen=True)
+class TokenUsage:
+    """Tokens a model call consumed, as the model server counted them."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+        )
+
+
+def combined(usages: list[TokenUsage | None]) -> TokenUsage | None:
+    """The sum of several calls' usage; None if any call's was not counted."""
+    total = TokenUsage(0, 0)
+    for usage in usages:
+        if usage is None:
+            return None
+        total += usage
+    return total
+
+
+@dataclass(frozen=True)
 class ModelAnswer:
     choice: str
     """The code the model answered; one of the prompt's choices."""
     probabilities: Mapping[str, float]
     """A probability per choice, summing to 1."""
+    usage: TokenUsage | None = None
+    """What the call consumed; None when the server did not say."""
 
 
 class ModelBackend(Protocol):

@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from appliance.backends.interfaces import ModelAnswer
+from appliance.backends.interfaces import ModelAnswer, TokenUsage
 from appliance.errors import UpstreamInvalidResponse
 
 
@@ -35,7 +35,21 @@ def answer_from_chat(body: dict[str, Any], choices: Sequence[str]) -> ModelAnswe
     total = sum(mass.values())
     if total <= 0.0 or mass[code] <= 0.0:
         raise UpstreamInvalidResponse("the model's logprobs give no weight to its own answer")
-    return ModelAnswer(choice=code, probabilities={c: p / total for c, p in mass.items()})
+    probabilities = {c: p / total for c, p in mass.items()}
+    return ModelAnswer(choice=code, probabilities=probabilities, usage=usage_from(body))
+
+
+def usage_from(body: dict[str, Any]) -> TokenUsage | None:
+    """The completion's ``usage`` (OpenAI's shape), or None when it is missing or malformed: the
+    answer stands without it (quotas then keep their estimate)."""
+    usage = body.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    counts = (prompt, completion)
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
+        return None
+    return TokenUsage(prompt, completion)  # type: ignore[arg-type]
 
 
 def _token_and_logprob(entry: Any) -> tuple[str, float]:

@@ -22,19 +22,26 @@ from typing import Any
 from appliance import metrics
 from appliance.audit_bridge.interfaces import Action, FileFacts
 from appliance.audit_bridge.recorder import AuditRecorder, Subject
+from appliance.backends.interfaces import TokenUsage, combined
 from appliance.classification import store
 from appliance.classification.content import content_sha256
 from appliance.classification.interfaces import Classification, Document
 from appliance.classification.labeller import Labeller, Scored
 from appliance.classification.models import ClassificationResult
 from appliance.classification.segments import PageLabel, Segment, overall, segments
-from appliance.classification.services import ClassificationService, as_classification
+from appliance.classification.services import (
+    ClassificationService,
+    as_classification,
+    set_usage,
+)
 from appliance.context import RequestContext
 from appliance.db import autocommit
 from appliance.errors import ApplianceError, EmptyDocument
 from appliance.intake.extract import PageReader
 from appliance.intake.formats import FileKind
 from appliance.intake.pages import PageText
+from appliance.usage.metering import REUSED, Metered
+from appliance.usage.quotas import Hold
 
 
 class Mode(enum.StrEnum):
@@ -92,7 +99,8 @@ class FileClassificationService:
         ``on_page`` is called as each page is read (a progress bar's hook)."""
         digest = hashlib.sha256(incoming.data).hexdigest()
         try:
-            return self._classify(incoming, digest, mode, context, on_page)
+            with self._results.quotas.hold(context.identity, lambda: 0) as hold:
+                return self._classify(incoming, digest, mode, context, on_page, hold)
         except ApplianceError as exc:
             subject = Subject(document_id=incoming.document_id, on_behalf_of=incoming.on_behalf_of,
                               file=FileFacts(digest, mode.value))  # fmt: skip
@@ -120,7 +128,10 @@ class FileClassificationService:
         mode: Mode,
         context: RequestContext,
         on_page: Callable[[], None],
+        hold: Hold,
     ) -> FileClassification:
+        """``hold``: the caller's quota reservation, one document so far; the pages' tokens are
+        reserved once they are read, before the model is asked."""
         reading = self.intake_fingerprint(mode)
         document = Document(incoming.document_id, "", incoming.on_behalf_of)
         with autocommit(self._results.engine) as connection:
@@ -133,7 +144,9 @@ class FileClassificationService:
                 )
                 return _file_classification(reused, earlier)
         pages = self._read(incoming, mode, on_page)
+        hold.extend(self._token_estimate(pages, mode))
         row = self._new_result(incoming, digest, mode, reading, pages, context)
+        hold.charge(Metered(row.prompt_tokens, row.completion_tokens, row.cost).total_tokens)
         with autocommit(self._results.engine) as connection:
             receipt = self._results.record(
                 connection, context, document, row, store.result_insert(row)
@@ -153,6 +166,13 @@ class FileClassificationService:
         if not any(page.text.strip() for page in pages):
             raise EmptyDocument("no text was found on the pages read, by text layer or OCR")
         return pages
+
+    def _token_estimate(self, pages: list[PageText], mode: Mode) -> int:
+        """An upper bound of the tokens the model calls for ``pages`` consume: one call for the
+        whole text in document mode, one per page with text otherwise."""
+        if mode is Mode.DOCUMENT:
+            return self._labeller.token_estimate("\n\n".join(page.text for page in pages))
+        return sum(self._labeller.token_estimate(page.text) for page in pages if page.text.strip())
 
     def _new_result(
         self,
@@ -175,6 +195,8 @@ class FileClassificationService:
         overall = labels.overall
         row.label, row.confidence, row.scores = overall.label, overall.confidence, overall.scores
         row.truncated, row.cached_from = labels.truncated, labels.reused_from
+        set_usage(row, REUSED if labels.reused_from else
+                  self._results.meter.measure(row.model, labels.usage))  # fmt: skip
         row.segments = [_segment_json(segment) for segment in labels.segments]
         row.needs_review = self._results.needs_review(overall.label, overall.confidence,
                                                       row.segments)  # fmt: skip
@@ -197,6 +219,7 @@ class FileClassificationService:
             Scored(label, confidence, scores),
             segments(page_labels, split=mode is Mode.SPLIT),
             truncated=any(result.truncated for result in labelled if result),
+            usage=combined([result.usage for result in labelled if result]),
         )
 
     def _document_labels(self, pages: list[PageText], digest: str) -> FileLabels:
@@ -209,11 +232,14 @@ class FileClassificationService:
             metrics.CACHE_HITS.inc()
             scored = Scored(earlier.label, earlier.confidence, dict(earlier.scores))
             truncated, reused = earlier.truncated, earlier.cached_from or earlier.id
+            usage = None
         else:
+            metrics.CACHE_MISSES.inc()
             labelled = self._labeller.label("\n\n".join(page.text for page in pages))
             scored, truncated, reused = labelled.scored, labelled.truncated, None
+            usage = labelled.usage
         whole = Segment(1, pages[0].of, scored.label, scored.confidence, scored.scores)
-        return FileLabels(scored, [whole], truncated, reused)
+        return FileLabels(scored, [whole], truncated, reused, usage)
 
 
 @dataclass(frozen=True)
@@ -225,6 +251,8 @@ class FileLabels:
     truncated: bool
     """Whether any text the model saw was cut to the token budget."""
     reused_from: uuid.UUID | None = None
+    usage: TokenUsage | None = None
+    """The model calls' tokens (None when reused, or when a call's were not counted)."""
 
 
 def _page_facts(page: PageText) -> dict[str, Any]:
@@ -257,4 +285,3 @@ def _file_classification(answer: Classification, row: Any) -> FileClassification
         pages=list(row.pages),
         segments=list(row.segments),
     )
-

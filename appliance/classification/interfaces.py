@@ -33,3 +33,7 @@ class Classification:
     truncated: bool
     audit_event_id: str | None = None
     """The audit event recorded with this answer; None for results read back from storage."""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost: float | None = None
+    """What this answer's model calls consumed (0 when reused; None when not known)."""

@@ -6,12 +6,21 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
-from appliance.backends.interfaces import ModelAnswer, ModelBackend, ModelIdentity, Prompt
+from appliance.backends.interfaces import (
+    ModelAnswer,
+    ModelBackend,
+    ModelIdentity,
+    Prompt,
+    TokenUsage,
+)
 from appliance.classification.prompts import question, system_prompt
 from appliance.classification.taxonomy import Taxonomy
 from appliance.errors import UpstreamInvalidResponse
 
 WARM_UP_DOCUMENT = "Appointment reminder for next Tuesday at 10:30."
+CHAT_TEMPLATE_ALLOWANCE = 64
+"""Tokens a server's chat template may add around the messages (role markers, system tags):
+part of the upper bound a quota reserves before the call."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +34,8 @@ class Scored:
 class Labelled:
     scored: Scored
     truncated: bool
+    usage: TokenUsage | None = None
+    """The model call's tokens, when the server counted them."""
 
 
 def scored(answer: ModelAnswer, code_to_label: dict[str, str]) -> Scored:
@@ -44,6 +55,7 @@ class Labeller:
         self._max_document_tokens = max_document_tokens
         self.fingerprint = _digest(self._shape(model=asdict(self.model)))
         self.prompt_version = _digest(self._shape(decoding=self.model.decoding))
+        self._template_tokens: int | None = None
         """SHA-256 (hex) of the prompt template, the decoding settings and the token budget:
         what the audit log records of how the model was asked, next to the model's identity."""
 
@@ -69,7 +81,19 @@ class Labeller:
     def label(self, text: str) -> Labelled:
         document, truncated = self.fit_to_budget(text)
         answer = self._backend.classify(self.prompt(document))
-        return Labelled(scored=scored(answer, self._codes), truncated=truncated)
+        return Labelled(scored(answer, self._codes), truncated, answer.usage)
+
+    def token_estimate(self, text: str) -> int:
+        """An upper bound on the tokens one call for ``text`` consumes, without calling the
+        model: the document part is at most its length in bytes and at most the budget (a
+        byte-level token spans at least one byte), the prompt around it is counted once, and
+        the answer is one token."""
+        if self._template_tokens is None:
+            template = self.prompt("")
+            counted = self._backend.tokenize(template.instructions + "\n" + template.question)
+            self._template_tokens = len(counted) + CHAT_TEMPLATE_ALLOWANCE
+        document = min(len(text.encode("utf-8")), self._max_document_tokens)
+        return self._template_tokens + document + 1
 
     def prompt(self, document: str) -> Prompt:
         return Prompt(self._system, question(document), tuple(self._codes))

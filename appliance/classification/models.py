@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     String,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
@@ -66,6 +67,12 @@ class ClassificationResult(Base):
     """Per page: number, text source, SHA-256 of its text, whether it was blank."""
     segments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
     """Consecutive page ranges, each with label, confidence and scores."""
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    """Tokens the model server counted for this result's model calls (0 for a result reused
+    from an earlier one; None: stored before tokens were counted, or the server did not say)."""
+    cost: Mapped[float | None] = mapped_column(Float)
+    """Those tokens' cost at the configured price (``APPLIANCE_MODEL_COSTS``); None without one."""
     requested_by: Mapped[str | None] = mapped_column(String(512))
     on_behalf_of: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -78,6 +85,12 @@ class ClassificationResult(Base):
             "intake_fingerprint",
             "labeller_fingerprint",
             "taxonomy_version",
+        ),
+        Index(
+            "ix_classification_results_review_queue",
+            "created_at",
+            "id",
+            postgresql_where=text("needs_review"),
         ),
         Index(
             "ix_classification_results_content_key",

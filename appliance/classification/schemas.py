@@ -53,6 +53,15 @@ class BatchIn(BaseModel):
     """Items stay untyped here so each is validated alone; OpenAPI documents them as DocumentIn."""
 
 
+class TokenUsageOut(BaseModel):
+    prompt_tokens: int | None = Field(description="Prompt tokens the model server counted "
+                                      "(0 for an answer reused from a stored result; null when "
+                                      "not known)")  # fmt: skip
+    completion_tokens: int | None
+    cost: float | None = Field(description="Their cost at the configured price of the model "
+                               "(APPLIANCE_MODEL_COSTS); null without one")  # fmt: skip
+
+
 class ClassificationOut(BaseModel):
     document_id: str
     classification: str
@@ -70,6 +79,7 @@ class ClassificationOut(BaseModel):
         "after); null on results read back from storage.",
     )
     timestamp: datetime
+    usage: TokenUsageOut
 
 
 class ErrorBody(BaseModel):
@@ -105,5 +115,10 @@ def serialise(result: Classification) -> dict[str, Any]:
         "result_id": str(result.result_id),
         "audit_event_id": result.audit_event_id,
         "timestamp": result.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "usage": {
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+            "cost": result.cost,
+        },
     }
     return body

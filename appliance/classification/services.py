@@ -36,6 +36,8 @@ from appliance.classification.store import StoredRow
 from appliance.context import RequestContext
 from appliance.db import autocommit, transaction
 from appliance.errors import ApplianceError
+from appliance.usage.metering import REUSED, Meter, Metered
+from appliance.usage.quotas import Hold, QuotaService
 
 
 class ResultWrite(Protocol):
@@ -72,11 +74,14 @@ class ClassificationService:
         review_threshold: float,
         audit: AuditRecorder,
         max_concurrency: int,
+        quotas: QuotaService,
+        meter: Meter,
         clock: Clock = utc_now,
         label_thresholds: Mapping[str, float] | None = None,
     ) -> None:
         """``label_thresholds`` (the taxonomy's per-label review thresholds) override
-        ``review_threshold`` for results with those labels."""
+        ``review_threshold`` for results with those labels. ``quotas`` are checked before any
+        work, ``meter`` records what the model calls consumed."""
         self._engine = engine
         self._labeller = labeller
         self._model = labeller.model
@@ -86,6 +91,8 @@ class ClassificationService:
         self._review_threshold = review_threshold
         self._label_thresholds = dict(label_thresholds or {})
         self._audit = audit
+        self.quotas = quotas
+        self.meter = meter
         self._clock = clock
         self._pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="classify")
         self._autocommit = Autocommit(engine)
@@ -98,7 +105,9 @@ class ClassificationService:
         ``write``: where the result goes (default: committed at once)."""
         digest = content_sha256(document.text)
         try:
-            return self._classify(document, digest, context, write or self._autocommit)
+            estimate = self._labeller.token_estimate
+            with self.quotas.hold(context.identity, lambda: estimate(document.text)) as hold:
+                return self._classify(document, digest, context, write or self._autocommit, hold)
         except ApplianceError as exc:
             subject = self._subject(document, digest, None)
             self._audit.record_outcome(
@@ -107,7 +116,12 @@ class ClassificationService:
             raise
 
     def _classify(
-        self, document: Document, digest: str, context: RequestContext, write: ResultWrite
+        self,
+        document: Document,
+        digest: str,
+        context: RequestContext,
+        write: ResultWrite,
+        hold: Hold,
     ) -> Classification:
         with write.connection() as connection:
             reused = self._from_store(connection, document, digest, context)
@@ -115,13 +129,18 @@ class ClassificationService:
                 write.written(connection, reused)
         if reused is not None:
             metrics.CACHE_HITS.inc()
+            hold.charge(0)
             return reused
+        metrics.CACHE_MISSES.inc()
         labelled = self._labeller.label(document.text)
         scored = labelled.scored
         row = self.new_row(document, digest, context)
         row.label, row.confidence, row.scores = scored.label, scored.confidence, scored.scores
         row.needs_review = self.needs_review(scored.label, scored.confidence)
         row.truncated = labelled.truncated
+        metered = self.meter.measure(row.model, labelled.usage)
+        set_usage(row, metered)
+        hold.charge(metered.total_tokens)
         with write.connection() as connection:
             receipt = self.record(connection, context, document, row, store.result_insert(row))
             result = as_classification(row, cached=False, receipt=receipt)
@@ -211,6 +230,7 @@ class ClassificationService:
                 setattr(row, column, getattr(earlier, column))
             row.needs_review = needs_review
             row.cached_from = earlier.cached_from or earlier.id
+            set_usage(row, REUSED)
             copy = store.result_insert(row)
         receipt = self.record(connection, context, document, row, copy, reused=True)
         metrics.CLASSIFICATIONS.labels(row.label, "cache").inc()
@@ -284,6 +304,11 @@ REUSED_COLUMNS = (
 """What a reused result takes from the earlier one: its answer, and what was classified."""
 
 
+def set_usage(row: ClassificationResult, metered: Metered) -> None:
+    row.prompt_tokens, row.completion_tokens = metered.prompt_tokens, metered.completion_tokens
+    row.cost = metered.cost
+
+
 def decision(row: ClassificationResult | StoredRow, served_from: uuid.UUID | None) -> Decision:
     """A result's answer for its audit event (``served_from``: the result it was reused from)."""
     return Decision(
@@ -314,6 +339,8 @@ def as_classification(
 ) -> Classification:
     """A stored row as the API shows it; ``cached`` defaults to whether it reused an earlier
     result."""
+    cached = row.cached_from is not None if cached is None else cached
+    spent = REUSED if cached else Metered(row.prompt_tokens, row.completion_tokens, row.cost)
     return Classification(
         result_id=row.id,
         document_id=row.document_id,
@@ -324,7 +351,10 @@ def as_classification(
         model=row.model,
         taxonomy_version=row.taxonomy_version,
         truncated=row.truncated,
-        cached=row.cached_from is not None if cached is None else cached,
+        cached=cached,
         created_at=row.created_at,
         audit_event_id=receipt.event_id if receipt else None,
+        prompt_tokens=spent.prompt_tokens,
+        completion_tokens=spent.completion_tokens,
+        cost=spent.cost,
     )

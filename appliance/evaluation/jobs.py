@@ -101,8 +101,17 @@ def _from_dataset(
         cached=sum(o.cached for _, o in outcomes),
         truncated=sum(o.truncated for _, o in outcomes),
         errors=dict(errors),
+        prompt_tokens=sum(o.prompt_tokens or 0 for _, o in outcomes),
+        completion_tokens=sum(o.completion_tokens or 0 for _, o in outcomes),
+        cost=_total_cost([o.cost for _, o in outcomes]),
     )
     return predictions, info
+
+
+def _total_cost(costs: list[float | None]) -> float | None:
+    """The sum of the costs recorded; None when none was (no price configured)."""
+    known = [cost for cost in costs if cost is not None]
+    return sum(known) if known else None
 
 
 def _from_reviews() -> tuple[list[Prediction], RunInfo]:

@@ -41,12 +41,26 @@ class RunInfo:
     truncated: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     """Failed documents by error code; they are left out of the metrics."""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float | None = None
+    """Of the answered documents' model calls; None when no model has a configured price."""
+
+    @property
+    def answered(self) -> int:
+        return self.submitted - sum(self.errors.values())
+
+    @property
+    def cost_per_1000(self) -> float | None:
+        """Cost per 1,000 answered documents (answers reused from stored results included)."""
+        if self.cost is None or not self.answered:
+            return None
+        return self.cost * 1000 / self.answered
 
     @property
     def throughput(self) -> float:
         """Documents answered per second of wall time."""
-        answered = self.submitted - sum(self.errors.values())
-        return answered / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        return self.answered / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -59,7 +73,11 @@ class ReportPaths:
 
 def report_dict(metrics: Metrics, run: RunInfo) -> dict[str, Any]:
     return {
-        "run": {**asdict(run), "throughput_docs_per_s": run.throughput},
+        "run": {
+            **asdict(run),
+            "throughput_docs_per_s": run.throughput,
+            "cost_per_1000_documents": run.cost_per_1000,
+        },
         "count": metrics.count,
         "accuracy": metrics.accuracy,
         "macro_f1": metrics.macro_f1,
@@ -96,6 +114,13 @@ def markdown(metrics: Metrics, run: RunInfo) -> str:
         ),
         f"- Wall time {run.elapsed_s:.1f} s at concurrency {run.concurrency}: "
         f"{run.throughput:.2f} documents/s; {run.cached} cached, {run.truncated} truncated",
+        f"- Tokens: {run.prompt_tokens} prompt, {run.completion_tokens} completion; cost "
+        + (
+            "not configured (APPLIANCE_MODEL_COSTS)"
+            if run.cost is None or run.cost_per_1000 is None
+            else f"{run.cost:.6g} in all, {run.cost / run.answered:.6g} per document, "
+            f"{run.cost_per_1000:.6g} per 1,000 documents"
+        ),
         "",
         "| Metric | Value |",
         "|---|---|",

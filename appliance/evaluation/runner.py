@@ -64,6 +64,10 @@ class Outcome:
     taxonomy_version: str
     cached: bool
     truncated: bool
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost: float | None = None
+    """What the answer's model calls consumed (``usage`` of the API's answer)."""
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,9 @@ def _outcome(result: Classification) -> Outcome:
         taxonomy_version=result.taxonomy_version,
         cached=result.cached,
         truncated=result.truncated,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        cost=result.cost,
     )
 
 
@@ -255,6 +262,7 @@ class ServiceClassifier:
 
 def _outcome_of(body: dict[str, Any]) -> Outcome:
     try:
+        usage = body["usage"]
         return Outcome(
             label=str(body["classification"]),
             confidence=float(body["confidence"]),
@@ -263,6 +271,9 @@ def _outcome_of(body: dict[str, Any]) -> Outcome:
             taxonomy_version=str(body["taxonomy_version"]),
             cached=bool(body["cached"]),
             truncated=bool(body["truncated"]),
+            prompt_tokens=usage["prompt_tokens"],
+            completion_tokens=usage["completion_tokens"],
+            cost=usage["cost"],
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ClassifyFailed("invalid_response", f"the answer lacks {exc}") from exc

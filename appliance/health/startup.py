@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
 from tenacity import Retrying, retry_if_exception_type, wait_exponential
@@ -21,9 +22,14 @@ log = logging.getLogger(__name__)
 
 
 class StartupState:
-    def __init__(self, engine: Engine, labeller: Labeller) -> None:
+    def __init__(
+        self, engine: Engine, labeller: Labeller, record_quotas: Callable[[], object]
+    ) -> None:
+        """``record_quotas`` puts the quotas in force on the audit record (before the worker
+        is ready: a change of quotas is never unaudited)."""
         self._engine = engine
         self._labeller = labeller
+        self._record_quotas = record_quotas
         self._warmed = threading.Event()
         self._migrated = False
 
@@ -38,12 +44,14 @@ class StartupState:
         return self._migrated
 
     def warm_up(self) -> None:
-        """Warm the model up, retrying with backoff until it answers."""
+        """Record the quotas and warm the model up, retrying with backoff until both are
+        done."""
         for attempt in Retrying(
             retry=retry_if_exception_type(ApplianceError),
             wait=wait_exponential(multiplier=0.5, max=10),
         ):
             with attempt:
+                self._record_quotas()
                 self._labeller.warm_up()
         self._warmed.set()
         log.info("model warm-up done", extra={"model": self._labeller.model.served_name})

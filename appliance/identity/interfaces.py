@@ -16,6 +16,28 @@ ROLES = frozenset({"classifier", "reader", "reviewer", "auditor", "admin", "metr
 
 
 @dataclass(frozen=True)
+class QuotaLimits:
+    """A role rule's quota: at most this many documents and model tokens per UTC minute and
+    per UTC day (None: no limit on that measure)."""
+
+    documents_per_minute: int | None = None
+    documents_per_day: int | None = None
+    tokens_per_minute: int | None = None
+    tokens_per_day: int | None = None
+    shared: bool = False
+    """True: one budget for every identity the rule matches (a team); False: one each."""
+
+
+@dataclass(frozen=True)
+class RuleQuota:
+    """The quota of one role-table rule that matched a caller."""
+
+    rule: str
+    """The rule as ``<field>=<pattern>`` (``uri=spiffe://hospital/svc/*``): its budget's name."""
+    limits: QuotaLimits
+
+
+@dataclass(frozen=True)
 class Identity:
     """A verified caller: certificate facts plus the roles the configuration grants it."""
 
@@ -29,6 +51,8 @@ class Identity:
     """SHA-256 of the DER certificate, lower-case hex."""
     not_after: datetime
     roles: frozenset[str]
+    quotas: tuple[RuleQuota, ...] = ()
+    """The quotas of the rules that matched: each must have room for a request."""
 
     @property
     def name(self) -> str:

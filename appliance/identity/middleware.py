@@ -25,7 +25,7 @@ from typing import Any
 
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY, Identity
 from appliance.identity.peercert import facts_from_der, identity_from_facts
-from appliance.identity.roles import RoleMap, load_role_map
+from appliance.identity.roles import RoleMap
 from appliance.identity.tls import RevokedSerials
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,8 @@ class ClientCertMiddleware:
                 self._cache.move_to_end(der)
                 return cached
         facts = facts_from_der(der)
-        entry = (identity_from_facts(facts, self.role_map.roles_for(facts)), facts.issuer)
+        roles, quotas = self.role_map.roles_for(facts), self.role_map.quotas_for(facts)
+        entry = (identity_from_facts(facts, roles, quotas), facts.issuer)
         with self._lock:
             self._cache[der] = entry
             if len(self._cache) > CACHE_SIZE:
@@ -126,19 +127,18 @@ class ClientCertMiddleware:
 
 
 def with_client_identity(
-    app: WSGIApp, roles_path: Path | None, crl_path: Path | None = None
+    app: WSGIApp, roles: RoleMap, crl_path: Path | None = None
 ) -> ClientCertMiddleware:
-    """``app`` wrapped so it sees the caller's ``Identity``; loads the role table now."""
+    """``app`` wrapped so it sees the caller's ``Identity`` (its roles and quotas from
+    ``roles``)."""
     revoked = RevokedSerials(crl_path) if crl_path is not None else None
-    return ClientCertMiddleware(app, load_role_map(roles_path), revoked)
+    return ClientCertMiddleware(app, roles, revoked)
 
 
-def install_client_identity(
-    app: Any, roles_path: Path | None, crl_path: Path | None = None
-) -> None:
+def install_client_identity(app: Any, roles: RoleMap, crl_path: Path | None = None) -> None:
     """Wrap a Flask app's ``wsgi_app`` in place, so ``app`` stays the Flask object gunicorn loads.
 
     Call it only in the production entry point (``appliance/wsgi.py``): the middleware deletes any
     identity a test client puts in the environ. Pass the same CRL as ``APPLIANCE_TLS_CRL``.
     """
-    app.wsgi_app = with_client_identity(app.wsgi_app, roles_path, crl_path)
+    app.wsgi_app = with_client_identity(app.wsgi_app, roles, crl_path)

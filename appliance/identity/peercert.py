@@ -14,7 +14,7 @@ from datetime import datetime
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from appliance.identity.interfaces import Identity
+from appliance.identity.interfaces import Identity, RuleQuota
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,9 @@ def facts_from_der(der: bytes) -> CertFacts:
     )
 
 
-def identity_from_facts(facts: CertFacts, roles: frozenset[str]) -> Identity:
+def identity_from_facts(
+    facts: CertFacts, roles: frozenset[str], quotas: tuple[RuleQuota, ...] = ()
+) -> Identity:
     return Identity(
         subject=facts.subject,
         sans=facts.sans,
@@ -58,6 +60,7 @@ def identity_from_facts(facts: CertFacts, roles: frozenset[str]) -> Identity:
         fingerprint_sha256=facts.fingerprint_sha256,
         not_after=facts.not_after,
         roles=roles,
+        quotas=quotas,
     )
 
 

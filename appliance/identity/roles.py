@@ -11,8 +11,15 @@ The file::
         description: medical records staff        # optional, for people reading the file
       - cn: prometheus
         roles: [metrics]
+      - uri: "spiffe://hospital/svc/archive-*"
+        roles: [classifier]
+        quota:                                    # optional: a budget for this rule's callers
+          documents_per_minute: 600               # any of documents_/tokens_ per_minute/per_day
+          tokens_per_day: 20000000
+          shared: true                            # one budget for all it matches (default: each)
 
 A certificate gets the union of the roles of every rule that matches it; no match means no role.
+A request must fit the quota of every matching rule that has one (``appliance.usage.quotas``).
 ``uri``, ``dns`` and ``email`` match any SAN of that kind, ``cn`` the subject's common name.
 Patterns are exact strings unless they contain ``*`` (one or more characters) or ``?`` (exactly
 one), which never cross a separator: ``/`` for uri, ``.`` for dns, ``@`` for email (cn has none).
@@ -23,14 +30,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from appliance.identity.interfaces import ROLES
+from appliance.identity.interfaces import ROLES, QuotaLimits, RuleQuota
 from appliance.identity.peercert import CertFacts
 
 FIELDS: dict[str, tuple[str, bool]] = {
@@ -46,6 +53,25 @@ class RoleConfigError(ValueError):
     """The roles file is missing, not YAML, or not a valid role table."""
 
 
+class QuotaModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    documents_per_minute: int | None = Field(default=None, ge=0)
+    documents_per_day: int | None = Field(default=None, ge=0)
+    tokens_per_minute: int | None = Field(default=None, ge=0)
+    tokens_per_day: int | None = Field(default=None, ge=0)
+    shared: bool = False
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> QuotaModel:
+        if all(getattr(self, name) is None for name in LIMITS):
+            raise ValueError(f"a quota needs at least one of {list(LIMITS)}")
+        return self
+
+
+LIMITS = ("documents_per_minute", "documents_per_day", "tokens_per_minute", "tokens_per_day")
+
+
 class RuleModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -55,6 +81,7 @@ class RuleModel(BaseModel):
     cn: str | None = Field(default=None, min_length=1)
     roles: frozenset[str] = Field(min_length=1)
     description: str | None = None
+    quota: QuotaModel | None = None
 
     @field_validator("roles")
     @classmethod
@@ -87,6 +114,7 @@ class Rule:
     pattern: str
     regex: re.Pattern[str]
     roles: frozenset[str]
+    quota: QuotaLimits | None = None
 
     def matches(self, facts: CertFacts) -> bool:
         if self.field == "cn":
@@ -108,6 +136,26 @@ class RoleMap:
             if rule.matches(facts):
                 granted |= rule.roles
         return frozenset(granted)
+
+    def quotas_for(self, facts: CertFacts) -> tuple[RuleQuota, ...]:
+        """The quotas of the matching rules, in the table's order."""
+        return tuple(
+            RuleQuota(f"{rule.field}={rule.pattern}", rule.quota)
+            for rule in self.rules
+            if rule.quota is not None and rule.matches(facts)
+        )
+
+    def quotas_by_rule(self) -> dict[str, QuotaLimits]:
+        return {f"{rule.field}={rule.pattern}": rule.quota for rule in self.rules if rule.quota}
+
+    def quota_declarations(self) -> list[dict[str, object]]:
+        """Every rule's quota as plain data, in the table's order: what an audited change of
+        quotas records."""
+        return [
+            {"rule": f"{rule.field}={rule.pattern}", **asdict(rule.quota)}
+            for rule in self.rules
+            if rule.quota is not None
+        ]
 
 
 def compile_pattern(field: str, pattern: str) -> re.Pattern[str]:
@@ -139,7 +187,9 @@ def parse_role_table(text: str, *, source: str = "<roles>") -> RoleMap:
     for model in table.rules:
         field = next(name for name in FIELDS if getattr(model, name) is not None)
         pattern: str = getattr(model, field)
-        rules.append(Rule(field, pattern, compile_pattern(field, pattern), model.roles))
+        quota = QuotaLimits(**model.quota.model_dump()) if model.quota else None
+        regex = compile_pattern(field, pattern)
+        rules.append(Rule(field, pattern, regex, model.roles, quota))
     return RoleMap(rules)
 
 

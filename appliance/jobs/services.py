@@ -32,6 +32,7 @@ from appliance.identity.interfaces import Identity
 from appliance.jobs import queue as work_queue
 from appliance.jobs.crypto import JobCipher, JobKeyError
 from appliance.jobs.items import Item
+from appliance.usage.quotas import QuotaService
 
 
 class IdempotencyKeyReused(InvalidRequest):
@@ -118,11 +119,14 @@ class JobService:
         key_encryption_key: bytes | None,
         chunk_items: int,
         shown_id: Callable[[str | None], str | None],
+        quotas: QuotaService,
         clock: Clock = utc_now,
     ) -> None:
         """``key_encryption_key``: None when none is configured (then no job is accepted).
-        ``shown_id``: a document id as auditors see it (its audit pseudonym)."""
+        ``shown_id``: a document id as auditors see it (its audit pseudonym). ``quotas``: a
+        job's documents count against its submitter's daily document quotas."""
         self._engine = engine
+        self._quotas = quotas
         self._shown_id = shown_id
         self._key = key_encryption_key
         self._chunk_items = chunk_items
@@ -151,6 +155,8 @@ class JobService:
             job_id = uuid.uuid4()
             try:
                 with connection.transaction():
+                    documents = sum(isinstance(item.outcome, Document) for item in items)
+                    self._quotas.charge_job(connection, context.identity, documents)
                     self._store(
                         connection, identity, job_id, items, key, idempotency_key, body_sha256,
                         callback_url,

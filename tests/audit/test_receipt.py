@@ -39,7 +39,7 @@ def stack(
 def seal(
     stack: Stack, logins: postgres.Logins, signer: Signer, state: SealerState
 ) -> Callable[[], None]:
-    libpq = stack.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    libpq = stack.libpq_url
     url = logins.url(libpq, logins.sealer)
 
     def run_once() -> None:

@@ -10,7 +10,8 @@ from typing import Any
 import psycopg
 
 from appliance.audit_bridge.interfaces import AuditEvent, AuditReceipt, RowInsert
-from appliance.backends.interfaces import ModelAnswer, ModelIdentity, Prompt
+from appliance.backends.interfaces import ModelAnswer, ModelIdentity, Prompt, TokenUsage
+from harness.fake_vllm import CHAT_TEMPLATE_TOKENS
 
 
 class RecordingSink:
@@ -53,7 +54,9 @@ class ScriptedBackend:
         known = {code: self.probabilities.get(code, 0.0) for code in prompt.choices}
         total = sum(known.values())
         probabilities = {code: p / total for code, p in known.items()}
-        return ModelAnswer(max(probabilities, key=probabilities.__getitem__), probabilities)
+        words = len(prompt.instructions.split()) + len(prompt.question.split())
+        usage = TokenUsage(words + CHAT_TEMPLATE_TOKENS, 1)
+        return ModelAnswer(max(probabilities, key=probabilities.__getitem__), probabilities, usage)
 
     def tokenize(self, text: str) -> list[int]:
         return [len(word) for word in text.split()]

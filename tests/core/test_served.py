@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import requests
 
+from appliance.settings import Settings
 from harness import postgres
 from harness.fake_vllm import FakeVllm, running_fake_vllm
 from harness.stack import CLIENT_URI, Stack, appliance_stack
@@ -31,7 +32,13 @@ def upstream() -> Iterator[FakeVllm]:
 def stack(
     create_database: Callable[..., str], upstream: FakeVllm, logins: postgres.Logins
 ) -> Iterator[Stack]:
-    env = {"APPLIANCE_MAX_TEXT_BYTES": str(MAX_TEXT_BYTES), "APPLIANCE_WORKERS": "2"}
+    env = {
+        "APPLIANCE_MAX_TEXT_BYTES": str(MAX_TEXT_BYTES),
+        "APPLIANCE_WORKERS": "2",
+        "APPLIANCE_MODEL_COSTS": json.dumps(
+            {Settings().vllm_model: {"hourly": 3.0, "tokens_per_second": 2000}}
+        ),
+    }
     with appliance_stack(create_database(), upstream.endpoint, logins, extra_env=env) as running:
         running.wait_started()
         yield running
@@ -45,7 +52,8 @@ def session(stack: Stack) -> requests.Session:
 
 def test_metrics_show_every_worker_s_series_and_pass_promtool(stack: Stack) -> None:
     """The quick start sets no PROMETHEUS_MULTIPROC_DIR: the page must still merge the workers'
-    request, classification and upstream series (before, it showed none of them)."""
+    request, classification, upstream, token and cost series (before, it showed none of them),
+    and the scrape-time review queue size. (Quota denials: tests/usage/test_quotas_served.py.)"""
     client = session(stack)
     for n in range(4):  # with two workers, some land on each
         answer = client.post(
@@ -59,6 +67,11 @@ def test_metrics_show_every_worker_s_series_and_pass_promtool(stack: Stack) -> N
         'appliance_http_requests_total{method="POST",route="/api/v1/classify-document"',
         "appliance_classifications_total{",
         "appliance_upstream_request_duration_seconds_count{",
+        'appliance_model_tokens_total{kind="prompt",model=',
+        'appliance_model_tokens_total{kind="completion",model=',
+        "appliance_model_cost_total{model=",
+        "appliance_classification_cache_misses_total ",
+        "appliance_review_queue_size ",
     ):
         assert series in page, series
     promtool = shutil.which("promtool")

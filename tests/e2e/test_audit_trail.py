@@ -32,7 +32,7 @@ def stack(
 
 
 def libpq_url(stack: Stack) -> str:
-    return stack.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    return stack.libpq_url
 
 
 def pending_events(stack: Stack) -> list[dict[str, object]]:

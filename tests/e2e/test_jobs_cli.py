@@ -76,7 +76,7 @@ def test_a_job_runs_through_the_cli_and_a_worker_with_the_real_model(
     unknown = _jobs(stack, "status", "00000000-0000-4000-8000-000000000000")
     assert unknown.returncode == 1 and "not_found" in unknown.stderr
 
-    with psycopg.connect(stack.database_url.replace("+psycopg", "")) as connection:
+    with psycopg.connect(stack.libpq_url) as connection:
         events = [decode_event(bytes(row[0])) for row in connection.execute(
             "SELECT event FROM audit_pending WHERE action = 'classify_document'"
         ).fetchall()]  # fmt: skip

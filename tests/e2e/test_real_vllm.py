@@ -12,10 +12,14 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
+from appliance.backends.vllm import VllmBackend, chat_request
+from appliance.classification.labeller import Labeller
 from appliance.classification.taxonomy import load_taxonomy
+from appliance.settings import Settings
 from harness import postgres
 from harness.stack import Stack, appliance_stack
 from harness.upstream import VllmEndpoint
+from tests.e2e.test_vllm_transport import client_for
 
 pytestmark = pytest.mark.vllm
 
@@ -117,3 +121,24 @@ def test_metrics_are_aggregated_across_workers(stack: Stack, api: httpx.Client) 
             )
             assert response.status_code == 200
     assert classify_requests_counted(api) - before == 6
+
+
+def test_tokens_stored_are_what_vllm_counts_for_the_same_request(
+    api: httpx.Client, vllm_server: VllmEndpoint
+) -> None:
+    """The same question asked of vLLM directly: its ``usage`` is what the result shows, and
+    the upper bound a quota reserves before the call holds for the real chat template."""
+    text = DOCUMENTS["E2E-3/auth"] + " Tokens."
+    answer = api.post("/api/v1/classify-document", json={"document_id": "E2E-T", "text": text})
+    assert answer.status_code == 200, answer.text
+    client = client_for(vllm_server)
+    try:
+        budget = Settings().max_document_tokens
+        labeller = Labeller(VllmBackend(client), load_taxonomy(None), budget)
+        usage = client.chat(chat_request(labeller.prompt(text)))["usage"]
+        estimate = labeller.token_estimate(text)
+    finally:
+        client.close()
+    assert answer.json()["usage"]["prompt_tokens"] == usage["prompt_tokens"] > 0
+    assert answer.json()["usage"]["completion_tokens"] == usage["completion_tokens"] == 1
+    assert estimate >= usage["prompt_tokens"] + usage["completion_tokens"]

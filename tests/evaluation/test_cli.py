@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, func, select
 
 from appliance.audit_bridge.recorder import AuditRecorder
 from appliance.classification.models import ClassificationResult
@@ -64,6 +65,32 @@ def test_eval_in_process_report_matches_stored_results(
     for name in ("report.md", "confusion_matrix.png", "reliability.png"):
         assert (tmp_path / name).stat().st_size > 0
     assert f"accuracy {correct / 40:.3f}" in result.output
+
+
+def test_eval_reports_the_tokens_and_cost_the_results_stored(
+    clean_database: str, fake_vllm: FakeVllm, tmp_path: Path
+) -> None:
+    prices = {"smollm2-135m": {"per_1k_prompt_tokens": 0.25, "per_1k_completion_tokens": 1.0}}
+    costs = json.dumps(prices)
+    runner = runner_for(clean_database, fake_vllm.endpoint, APPLIANCE_MODEL_COSTS=costs)
+    result = runner.invoke(cli, ["eval", str(EXAMPLES), "--out", str(tmp_path), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    engine = create_engine(clean_database)
+    with engine.connect() as connection:
+        prompt, completion, cost = connection.execute(
+            select(
+                func.sum(ClassificationResult.prompt_tokens),
+                func.sum(ClassificationResult.completion_tokens),
+                func.sum(ClassificationResult.cost),
+            )
+        ).one()
+    engine.dispose()
+    run = json.loads((tmp_path / "report.json").read_text())["run"]
+    assert (run["prompt_tokens"], run["completion_tokens"]) == (prompt, completion) != (0, 0)
+    assert run["cost"] == pytest.approx(cost) == pytest.approx((prompt * 0.25 + completion) / 1000)
+    assert run["cost_per_1000_documents"] == pytest.approx(cost * 1000 / 40)
+    assert f"{run['cost_per_1000_documents']:.6g} per 1,000 documents" in (
+        tmp_path / "report.md").read_text()  # fmt: skip
 
 
 def test_eval_counts_failures_and_keeps_going(

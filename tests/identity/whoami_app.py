@@ -16,6 +16,7 @@ from typing import Any
 
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY, Identity
 from appliance.identity.middleware import StartResponse, with_client_identity
+from appliance.identity.roles import load_role_map
 
 
 def _json(start_response: StartResponse, status: str, body: dict[str, Any]) -> list[bytes]:
@@ -70,4 +71,5 @@ def bare_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable
 
 _roles = os.environ.get("APPLIANCE_ROLES_PATH")
 _crl = os.environ.get("APPLIANCE_TLS_CRL")
-app = with_client_identity(bare_app, Path(_roles) if _roles else None, Path(_crl) if _crl else None)
+app = with_client_identity(bare_app, load_role_map(Path(_roles) if _roles else None),
+                           Path(_crl) if _crl else None)

@@ -19,6 +19,8 @@ from appliance.classification.taxonomy import TaxonomyError, load_taxonomy, pars
 from appliance.context import RequestContext
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY
 from appliance.settings import Settings
+from appliance.usage.metering import Meter
+from appliance.usage.quotas import QuotaService
 from harness.fake_vllm import FakeVllm, Fault, chat_body
 from harness.identity import identity
 from tests.common.apps import app_over
@@ -72,6 +74,8 @@ def test_service_uses_the_label_threshold(fake_vllm: FakeVllm, migrated_database
         review_threshold=0.5,
         audit=AuditRecorder(RecordingSink()),
         max_concurrency=2,
+        quotas=QuotaService(engine, {}),
+        meter=Meter({}),
         label_thresholds=taxonomy.review_thresholds,
     )
     context = RequestContext(request_id="r", identity=None, source_address=None)
