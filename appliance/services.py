@@ -56,7 +56,9 @@ class Services:
     """The role table: roles and quotas by certificate (the identity middleware's)."""
 
     def close(self) -> None:
-        """Release the model backend's and the database's connections, and the OCR threads."""
+        """Release the model backend's and the database's connections, and the OCR threads
+        (quota settlements written first)."""
+        self.classification.quotas.flush()
         self.pages.close()
         self.backend.close()
         self.engine.dispose()

@@ -1,19 +1,23 @@
 """Per-client quotas: documents and model tokens per UTC minute and day, held in PostgreSQL.
 
 A request reserves before the model call: one document and an upper bound of its tokens, in
-every window of every quota its identity's role rules declare, in one statement
-(``quota_reserve``, migration 0012) that takes nothing if any window would overflow. Row locks
-serialise concurrent reservations on every thread, process and node, so racing requests cannot
-overspend. After the call the reservation is settled to the tokens the model server counted (0
-for a stored result reused), or released if the request failed: a caller is not charged for a
-refused or broken request. Windows are fixed UTC minutes and days, as in most API rate limits:
+every window of every quota its identity's role rules declare, in one upsert whose rows carry
+the limits; a CHECK constraint refuses a row over them, which fails the whole statement, so it
+takes nothing unless every window has room (migration 0012). Row locks serialise concurrent
+reservations on every thread, process and node, so racing requests cannot overspend. After
+the call the reservation is settled to the tokens the model server counted (0 for a stored
+result reused), or released if the request failed: a caller is not charged for a refused or
+broken request. Windows are fixed UTC minutes and days, as in most API rate limits:
 simple to state, to show in ``GET /api/v1/usage`` and to audit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from sqlalchemy.engine import Engine
 
 from appliance import metrics
@@ -36,14 +41,38 @@ PERIODS: tuple[tuple[Period, timedelta], ...] = (
     ("day", timedelta(days=1)),
 )
 
-RESERVE = "SELECT quota_reserve(%s, %s, %s, %s, %s, %s, %s, %s)"
+RESERVE_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s)"
+RESERVE = """
+INSERT INTO quota_usage AS u
+       (rule, member, period, window_start, documents, tokens, max_documents, max_tokens)
+VALUES {rows}
+    ON CONFLICT (rule, member, period, window_start) DO UPDATE
+   SET documents = u.documents + EXCLUDED.documents, tokens = u.tokens + EXCLUDED.tokens,
+       max_documents = EXCLUDED.max_documents, max_tokens = EXCLUDED.max_tokens
+"""
+"""One row per window, in the order of ``windows_for`` (the order its rows are locked in)."""
+MEASURES = {"ck_quota_usage_documents": "documents", "ck_quota_usage_tokens": "tokens"}
+FORGET_OLD = "DELETE FROM quota_usage WHERE window_start < now() - interval '2 days'"
+FORGET_EVERY_S = 3600.0
 SETTLE = """
-UPDATE quota_usage AS u SET documents = u.documents + %s, tokens = u.tokens + %s
-  FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[])
-    AS k(rule, member, period, window_start)
+WITH k AS (
+    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::bigint[],
+                         %s::bigint[]) AS k(rule, member, period, window_start, documents, tokens)
+), locked AS (
+    SELECT u.rule, u.member, u.period, u.window_start FROM quota_usage AS u JOIN k
+     USING (rule, member, period, window_start)
+     ORDER BY u.rule, u.member, u.period, u.window_start FOR UPDATE OF u
+)
+UPDATE quota_usage AS u SET documents = u.documents + k.documents, tokens = u.tokens + k.tokens,
+       max_documents = NULL, max_tokens = NULL
+  FROM k JOIN locked USING (rule, member, period, window_start)
  WHERE (u.rule, u.member, u.period, u.window_start)
      = (k.rule, k.member, k.period, k.window_start)
 """
+"""Corrections of several reservations at once, the rows locked in the order reservations lock
+them (rule, member, period, then window), so the two never deadlock. The limits are cleared:
+only a reservation is checked against them (a correction after the limits were lowered must
+not fail)."""
 USED_IN = """
 SELECT rule, member, period, documents, tokens FROM quota_usage
  WHERE (rule, window_start) IN (SELECT * FROM unnest(%s::text[], %s::timestamptz[]))
@@ -127,6 +156,82 @@ class Hold:
         self.tokens += tokens
 
 
+SETTLE_EVERY_S = 0.05
+"""How long corrections gather before one statement writes them: at most this late."""
+WindowKey = tuple[str, str, str, datetime]
+"""rule, member, period, window start."""
+
+
+class Settlements:
+    """Corrections to reservations, written by a background thread in batches, so a request
+    does not wait for its own. A correction only ever lowers a window's usage (a reservation is
+    an upper bound), so a late one never lets a budget be overspent; one the database does not
+    take is dropped, leaving the caller charged its upper bound."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._changed = threading.Condition()
+        self._waiting: dict[WindowKey, list[int]] = {}
+        self._writing = False
+        self._thread: threading.Thread | None = None
+
+    def add(self, windows: list[Window], documents: int, tokens: int) -> None:
+        with self._changed:
+            for w in windows:
+                delta = self._waiting.setdefault((w.rule, w.member, w.period, w.start), [0, 0])
+                delta[0] += documents
+                delta[1] += tokens
+            if self._thread is None:  # started on first use: after gunicorn's fork
+                self._thread = threading.Thread(target=self._run, name="settle", daemon=True)
+                self._thread.start()
+            self._changed.notify_all()
+
+    def flush(self) -> None:
+        """Wait until the corrections added so far are written (or dropped)."""
+        with self._changed:
+            self._changed.wait_for(lambda: not self._waiting and not self._writing, timeout=10)
+
+    def _run(self) -> None:
+        forget_at = 0.0
+        while True:
+            if time.monotonic() >= forget_at:  # windows older than yesterday: nobody asks
+                forget_at = time.monotonic() + FORGET_EVERY_S
+                with (
+                    contextlib.suppress(DatabaseUnavailable, psycopg.Error),
+                    autocommit(self._engine) as connection,
+                ):
+                    connection.execute(FORGET_OLD)
+            with self._changed:
+                self._changed.wait_for(lambda: bool(self._waiting), timeout=FORGET_EVERY_S)
+                if not self._waiting:
+                    continue
+            time.sleep(SETTLE_EVERY_S)  # gather the corrections of the requests meanwhile
+            with self._changed:
+                batch, self._waiting, self._writing = self._waiting, {}, True
+            try:
+                self._write(batch)
+            except (DatabaseUnavailable, psycopg.Error):
+                log.warning("quota reservations not settled: the database did not answer")
+            with self._changed:
+                self._writing = False
+                self._changed.notify_all()
+
+    def _write(self, batch: dict[WindowKey, list[int]]) -> None:
+        keys = sorted(batch)
+        with autocommit(self._engine) as connection:
+            connection.execute(
+                SETTLE,
+                (
+                    [k[0] for k in keys],
+                    [k[1] for k in keys],
+                    [k[2] for k in keys],
+                    [k[3] for k in keys],
+                    [batch[k][0] for k in keys],
+                    [batch[k][1] for k in keys],
+                ),
+            )
+
+
 @dataclass(frozen=True)
 class WindowUsage:
     """One window of a budget as ``GET /api/v1/usage`` shows it."""
@@ -150,9 +255,16 @@ class QuotaService:
         self._engine = engine
         self._declared = dict(declared)
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._settlements = Settlements(engine)
+
+    def flush(self) -> None:
+        """Wait until this process's settlements so far are written."""
+        self._settlements.flush()
 
     def usage(self, identity: Identity) -> list[WindowUsage]:
-        """The current windows of ``identity``'s own budgets."""
+        """The current windows of ``identity``'s own budgets (this process's settlements
+        written first)."""
+        self.flush()
         windows = windows_for(identity, self._clock())
         with autocommit(self._engine) as connection:
             used = {
@@ -168,6 +280,7 @@ class QuotaService:
     def everyones_usage(self) -> list[WindowUsage]:
         """The current windows of every budget used in them, with the declared limits (None
         for a rule no longer declared)."""
+        self.flush()
         now = self._clock()
         starts = [_window_start(now, period) for period, _ in PERIODS]
         with autocommit(self._engine) as connection:
@@ -197,10 +310,10 @@ class QuotaService:
         try:
             yield hold
         except BaseException:
-            self._settle(windows, -1, -hold.reserved_tokens)
+            self._settlements.add(windows, -1, -hold.reserved_tokens)
             raise
         if hold.tokens != hold.reserved_tokens:
-            self._settle(windows, 0, hold.tokens - hold.reserved_tokens)
+            self._settlements.add(windows, 0, hold.tokens - hold.reserved_tokens)
 
     def charge_job(
         self, connection: psycopg.Connection[Any], identity: Identity | None, documents: int
@@ -230,47 +343,46 @@ class QuotaService:
         documents: int,
         tokens: int,
     ) -> None:
-        row = connection.execute(
-            RESERVE,
-            (
-                [w.rule for w in windows],
-                [w.member for w in windows],
-                [w.period for w in windows],
-                [w.start for w in windows],
-                [w.max_documents for w in windows],
-                [w.max_tokens for w in windows],
-                documents,
-                tokens,
-            ),
-        ).fetchone()
-        failed = row[0] if row is not None else 0
-        if failed:
-            window = windows[abs(failed) - 1]
-            measure = "documents" if failed > 0 else "tokens"
-            metrics.QUOTA_DENIALS.labels(measure, window.period).inc()
-            raise QuotaExceeded(measure, window.period, self._seconds_until(window.ends))
-
-    def _settle(self, windows: list[Window], documents: int, tokens: int) -> None:
-        """Correct a reservation. If the database does not answer, the reservation stands: the
-        caller is charged its upper bound rather than its answer being lost."""
+        """The upsert on ``connection``: in autocommit mode the statement alone, inside a
+        transaction behind a savepoint (a refusal leaves the transaction usable)."""
+        params: list[object] = []
+        for w in windows:
+            params += [w.rule, w.member, w.period, w.start, documents, tokens]
+            params += [w.max_documents, w.max_tokens]
+        statement = RESERVE.format(rows=", ".join([RESERVE_ROW] * len(windows)))
+        in_transaction = connection.info.transaction_status != TransactionStatus.IDLE
         try:
-            self._correct(windows, documents, tokens)
-        except (DatabaseUnavailable, psycopg.Error):
-            log.warning("a quota reservation was not settled: the database did not answer")
+            with connection.transaction() if in_transaction else contextlib.nullcontext():
+                connection.execute(statement, params)
+        except psycopg.errors.CheckViolation as exc:
+            measure = MEASURES.get(exc.diag.constraint_name or "", "documents")
+            window = self._full(connection, windows, measure, documents, tokens)
+            metrics.QUOTA_DENIALS.labels(measure, window.period).inc()
+            raise QuotaExceeded(measure, window.period, self._seconds_until(window.ends)) from exc
 
-    def _correct(self, windows: list[Window], documents: int, tokens: int) -> None:
-        with autocommit(self._engine) as connection:
-            connection.execute(
-                SETTLE,
-                (
-                    documents,
-                    tokens,
-                    [w.rule for w in windows],
-                    [w.member for w in windows],
-                    [w.period for w in windows],
-                    [w.start for w in windows],
-                ),
+    def _full(
+        self,
+        connection: psycopg.Connection[Any],
+        windows: list[Window],
+        measure: str,
+        documents: int,
+        tokens: int,
+    ) -> Window:
+        """The window that had no room for ``measure`` (for the refusal's message and
+        Retry-After): read back, as the refused statement does not say which row it was."""
+        limited = [w for w in windows if getattr(w, f"max_{measure}") is not None]
+        used = {
+            (rule, member, period): (d, t)
+            for rule, member, period, d, t in connection.execute(
+                USED_IN, ([w.rule for w in windows], [w.start for w in windows])
             )
+        }
+        for w in limited:
+            d, t = used.get((w.rule, w.member, w.period), (0, 0))
+            wanted = d + documents if measure == "documents" else t + tokens
+            if wanted > getattr(w, f"max_{measure}"):
+                return w
+        return limited[0]  # its room was given back meanwhile
 
     def _seconds_until(self, moment: datetime) -> int:
         return max(1, math.ceil((moment - self._clock()).total_seconds()))

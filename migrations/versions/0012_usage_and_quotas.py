@@ -7,11 +7,13 @@ Create Date: 2026-12-03
 - ``classification_results`` records the tokens its model calls consumed and their cost at the
   configured price (existing rows: NULL, counted before tokens were).
 - ``quota_usage``: documents and tokens used per role rule (and member identity, or '' for a
-  rule's shared budget) per UTC minute and day window. ``quota_reserve`` adds a request's
-  documents and estimated tokens to every window it must fit, in one statement, and takes
-  nothing when any of them would overflow (returning which): the row locks of the upserts
-  serialise concurrent requests across threads, processes and nodes, so a budget cannot be
-  overspent by racing. Settling (the real tokens, or a refund) is a plain UPDATE.
+  rule's shared budget) per UTC minute and day window. A reservation is one upsert of every
+  window a request must fit, each row carrying the limits it is reserved under; CHECK
+  constraints refuse a row over them, which fails the whole statement, so a request takes
+  nothing unless it fits everywhere. The row locks of the upsert serialise concurrent requests
+  across threads, processes and nodes: a budget cannot be overspent by racing. Settling (the
+  real tokens, or a refund) clears the limits of the rows it corrects (only a reservation is
+  checked against them) and locks the rows in the same order.
 - A partial index of the results that need review: the review queue and its size metric.
 - ``quota_declarations``: each distinct set of quotas the role table declared, in order, so a
   change is recorded (and audited) once however many processes start with it.
@@ -36,7 +38,11 @@ CREATE TABLE quota_usage (
     window_start timestamptz NOT NULL,
     documents bigint NOT NULL,
     tokens bigint NOT NULL,
-    CONSTRAINT pk_quota_usage PRIMARY KEY (rule, member, period, window_start)
+    max_documents bigint,
+    max_tokens bigint,
+    CONSTRAINT pk_quota_usage PRIMARY KEY (rule, member, period, window_start),
+    CONSTRAINT ck_quota_usage_documents CHECK (documents <= max_documents),
+    CONSTRAINT ck_quota_usage_tokens CHECK (tokens <= max_tokens)
 );
 CREATE TABLE quota_declarations (
     id bigint GENERATED ALWAYS AS IDENTITY CONSTRAINT pk_quota_declarations PRIMARY KEY,
@@ -46,60 +52,10 @@ CREATE TABLE quota_declarations (
 );
 """
 
-RESERVE = """
-CREATE FUNCTION quota_reserve(
-    rules text[], members text[], periods text[], starts timestamptz[],
-    max_documents bigint[], max_tokens bigint[], documents bigint, tokens bigint
-) RETURNS integer LANGUAGE plpgsql AS $$
-DECLARE
-    failed integer := 0;
-    used_documents bigint;
-    used_tokens bigint;
-    inserted boolean;
-BEGIN
-    BEGIN
-        FOR i IN 1 .. coalesce(array_length(rules, 1), 0) LOOP
-            INSERT INTO quota_usage AS u (rule, member, period, window_start, documents, tokens)
-            VALUES (rules[i], members[i], periods[i], starts[i], documents, tokens)
-            ON CONFLICT (rule, member, period, window_start) DO UPDATE
-                SET documents = u.documents + EXCLUDED.documents,
-                    tokens = u.tokens + EXCLUDED.tokens
-            RETURNING u.documents, u.tokens, u.xmax = 0
-                INTO used_documents, used_tokens, inserted;
-            IF used_documents > max_documents[i] THEN
-                failed := i;
-            ELSIF used_tokens > max_tokens[i] THEN
-                failed := -i;
-            END IF;
-            IF failed <> 0 THEN
-                RAISE EXCEPTION 'over quota' USING ERRCODE = 'P0001';
-            END IF;
-            IF inserted AND periods[i] = 'day' THEN
-                DELETE FROM quota_usage
-                 WHERE rule = rules[i] AND member = members[i]
-                   AND window_start < starts[i] - interval '1 day';
-            END IF;
-        END LOOP;
-    EXCEPTION WHEN raise_exception THEN
-        RETURN failed;
-    END;
-    RETURN 0;
-END
-$$
-"""
-"""0: reserved in every window. i > 0: window i (1-based) has no room for the documents,
-i < 0: window -i has none for the tokens; then nothing was reserved anywhere (the block's
-subtransaction is rolled back). A day window's first reservation drops that budget's windows
-older than yesterday."""
-
 GRANTS = """
 REVOKE ALL ON quota_usage, quota_declarations FROM PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON quota_usage TO appliance_app;
 GRANT SELECT, INSERT ON quota_declarations TO appliance_app;
-REVOKE ALL ON FUNCTION quota_reserve(text[], text[], text[], timestamptz[], bigint[], bigint[],
-    bigint, bigint) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION quota_reserve(text[], text[], text[], timestamptz[], bigint[],
-    bigint[], bigint, bigint) TO appliance_app;
 """
 
 
@@ -108,7 +64,6 @@ def upgrade() -> None:
     op.add_column("classification_results", sa.Column("completion_tokens", sa.Integer()))
     op.add_column("classification_results", sa.Column("cost", sa.Float()))
     op.execute(TABLES)
-    op.execute(RESERVE)
     op.execute(GRANTS)
     op.execute(
         "CREATE INDEX ix_classification_results_review_queue"
@@ -118,10 +73,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP INDEX ix_classification_results_review_queue")
-    op.execute(
-        "DROP FUNCTION quota_reserve(text[], text[], text[], timestamptz[], bigint[], bigint[],"
-        " bigint, bigint)"
-    )
     op.execute("DROP TABLE quota_declarations")
     op.execute("DROP TABLE quota_usage")
     op.drop_column("classification_results", "cost")

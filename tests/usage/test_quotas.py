@@ -109,6 +109,13 @@ def test_a_document_quota_refuses_with_429_retry_after_and_an_audited_denial(
         "classify_document", "quota_exceeded", CALLER)  # fmt: skip
 
 
+def test_a_refusal_in_one_window_takes_nothing_from_the_others(app: Flask) -> None:
+    caller = client(app, "classifier", documents_per_minute=1, documents_per_day=100)
+    assert [classify(caller)[0] for _ in range(3)] == [200, 429, 429]
+    used = {w["period"]: w["documents"]["used"] for w in client_usage(caller)}
+    assert used == {"minute": 1, "day": 1}  # the day window was taken, then given back
+
+
 def test_a_failed_request_is_refunded_and_a_cache_hit_charges_no_tokens(
     app: Flask, fake_vllm: FakeVllm
 ) -> None:
