@@ -396,3 +396,195 @@ def test_validation_fails_on_a_misspelled_key(docker_config: Path, tmp_path: Pat
     proc = compose(docker_config, "config", "--quiet", file=bad)
     assert proc.returncode != 0
     assert "shm_sise" in proc.stderr
+
+
+# --- The monitoring profile: Prometheus and Grafana -------------------------------------------
+
+MONITORING = harness.REPO / "compose" / "monitoring"
+RULES_WRAPPER = MONITORING / "docclass-rules.sh"
+PROMETHEUS_CONFIG = MONITORING / "prometheus.yml"
+PROMETHEUSRULE_FILE = harness.REPO / "k8s" / "base" / "monitoring.yaml"
+KUSTOMIZATION = harness.REPO / "k8s" / "base" / "kustomization.yaml"
+MONITORING_SECRETS = {
+    "prometheus": {"prometheus_tls_cert", "prometheus_tls_key", "prometheus_ca"},
+    "grafana": {"grafana_admin_password"},
+}
+PINNED = re.compile(r"^[\w./-]+:v?\d+\.\d+\.\d+$")
+"""An image by a full version tag (no latest, no floating major)."""
+
+
+def monitoring_config(docker_config: Path, *profiles: str) -> dict[str, Any]:
+    args = [a for p in ("monitoring", *profiles) for a in ("--profile", p)]
+    proc = compose(docker_config, *args, "config", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)  # type: ignore[no-any-return]
+
+
+def mounts(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {m["target"]: m for m in service.get("volumes", [])}
+
+
+def _prometheusrule_spec() -> dict[str, Any]:
+    import yaml
+
+    [rule] = [d for d in yaml.safe_load_all(PROMETHEUSRULE_FILE.read_text())
+              if d and d["kind"] == "PrometheusRule"]  # fmt: skip
+    return rule["spec"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("profiles", [(), ("gpu",)])
+def test_the_monitoring_profile_renders(docker_config: Path, profiles: tuple[str, ...]) -> None:
+    """Prometheus and Grafana only with the profile, hardened like the other services, each with
+    its own secrets; Prometheus on the internal networks (no port), Grafana on loopback."""
+    project = monitoring_config(docker_config, *profiles)
+    services = project["services"]
+    assert set(services) == BASE_SERVICES | {"prometheus", "grafana"} | (
+        {"vllm"} if profiles else set())  # fmt: skip
+    for name, wanted in MONITORING_SECRETS.items():
+        service = services[name]
+        assert PINNED.match(service["image"]), service["image"]
+        assert service["read_only"] is True and service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+        assert {s["source"] for s in service["secrets"]} == wanted, name
+        assert secret_paths(service) <= {f"/run/secrets/{s}" for s in wanted}, name
+        for mount in service["volumes"]:  # the repository's files, read-only
+            if mount["type"] == "bind":
+                assert mount["read_only"] is True and Path(mount["source"]).is_file(), mount
+    prometheus, grafana = services["prometheus"], services["grafana"]
+    assert prometheus["user"] == "65534:65534"
+    assert set(prometheus["networks"]) == {"backend", "monitoring"} and not prometheus.get("ports")
+    assert set(grafana["networks"]) == {"monitoring", "frontend"}
+    assert project["networks"]["monitoring"]["internal"] is True
+    [port] = grafana["ports"]
+    assert (port["host_ip"], port["target"]) == ("127.0.0.1", 3000)
+    env = grafana["environment"]
+    assert env["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana_admin_password"
+    assert env["GF_ANALYTICS_REPORTING_ENABLED"] == "false"
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    # The sealer serves the metrics Prometheus scrapes (on the internal network only).
+    sealer = services["sealer"]
+    assert sealer["environment"]["APPLIANCE_AUDIT_SEALER_METRICS_BIND"] == "0.0.0.0:9464"
+    assert set(sealer["networks"]) == {"backend"} and not sealer.get("ports")
+
+
+def test_without_the_profile_nothing_of_it_is_declared(docker_config: Path) -> None:
+    project = stack_config(docker_config, "gpu")
+    assert not {"prometheus", "grafana"} & set(project["services"])
+    assert not set(MONITORING_SECRETS["prometheus"] | MONITORING_SECRETS["grafana"]) & set(
+        project["secrets"])  # fmt: skip
+
+
+def test_grafana_shows_the_one_dashboard_file_kubernetes_gets(docker_config: Path) -> None:
+    """The file the kustomize configMapGenerator reads is the one Grafana's provisioning reads."""
+    import yaml
+
+    generators = yaml.safe_load(KUSTOMIZATION.read_text())["configMapGenerator"]
+    [generator] = [g for g in generators if g["name"] == "docclass-grafana-dashboard"]
+    [dashboard] = [KUSTOMIZATION.parent / f for f in generator["files"]]
+    grafana = monitoring_config(docker_config)["services"]["grafana"]
+    provisioned = mounts(grafana)
+    [folder_mount] = [m for m in provisioned.values() if m["source"] == str(dashboard)]
+    providers = yaml.safe_load(
+        Path(provisioned["/etc/grafana/provisioning/dashboards/docclass.yaml"]["source"])
+        .read_text())["providers"]  # fmt: skip
+    assert [p["options"]["path"] for p in providers] == [str(Path(folder_mount["target"]).parent)]
+    assert grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"] == folder_mount[
+        "target"]  # fmt: skip
+    [source] = yaml.safe_load(Path(provisioned[
+        "/etc/grafana/provisioning/datasources/docclass.yaml"]["source"]).read_text())[
+        "datasources"]  # fmt: skip
+    assert source["type"] == "prometheus" and source["isDefault"] is True
+    assert source["url"] == "http://prometheus:9090"
+    assert "9090" in json.dumps(monitoring_config(docker_config)["services"]["prometheus"])
+
+
+def run_rules_wrapper(
+    manifest: Path, out: Path, *command: str
+) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    env = {"PATH": "/usr/bin:/bin", "DOCCLASS_PROMETHEUSRULE": str(manifest),
+           "DOCCLASS_RULES_FILE": str(out)}  # fmt: skip
+    return subprocess.run(["sh", str(RULES_WRAPPER), *command], env=env, capture_output=True,
+                          text=True, check=False, timeout=30)  # fmt: skip
+
+
+def test_prometheus_starts_with_the_prometheusrule_spec_as_its_rules(
+    docker_config: Path, tmp_path: Path
+) -> None:
+    """The compose Prometheus's wrapper, run as the service runs it (a stand-in for
+    Prometheus): the rules file it writes is the PrometheusRule's spec, and promtool accepts
+    it; without a PrometheusRule in the manifest it starts nothing."""
+    import yaml
+
+    prometheus = monitoring_config(docker_config)["services"]["prometheus"]
+    wrapper = mounts(prometheus)[prometheus["entrypoint"][1]]
+    assert prometheus["entrypoint"][0] == "sh" and wrapper["source"] == str(RULES_WRAPPER)
+    manifest = mounts(prometheus)[prometheus["environment"]["DOCCLASS_PROMETHEUSRULE"]]
+    assert manifest["source"] == str(PROMETHEUSRULE_FILE)
+    assert prometheus["entrypoint"][2:] == ["/bin/prometheus"]  # then the image's Prometheus
+    out = tmp_path / "docclass.rules.yaml"
+    proc = run_rules_wrapper(PROMETHEUSRULE_FILE, out, "sh", "-c", 'echo "started $1"', "sh",
+                             "--config.file=x")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "started --config.file=x\n"
+    assert yaml.safe_load(out.read_text()) == _prometheusrule_spec()
+    checked = subprocess.run([harness.tool("promtool"), "check", "rules", str(out)],
+                             capture_output=True, text=True, check=False, timeout=60)  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # A manifest without the rule (or a broken path): no rules, no Prometheus.
+    other = tmp_path / "other.yaml"
+    other.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
+    marker = tmp_path / "started"
+    refused = run_rules_wrapper(other, tmp_path / "none.yaml", "touch", str(marker))
+    assert refused.returncode == 78 and "no PrometheusRule spec" in refused.stderr
+    assert not marker.exists() and not (tmp_path / "none.yaml").exists()
+
+
+def test_the_prometheus_config_scrapes_what_the_rules_select(
+    docker_config: Path, tmp_path: Path
+) -> None:
+    """Over mTLS to the appliance with the service's client certificate and CA, the rules file
+    the wrapper writes, and on every job the labels the rules select in Kubernetes; promtool
+    checks the whole configuration (with stand-ins for the secret files)."""
+    import yaml
+
+    from tests.deploy.pki import TestCA
+
+    prometheus = monitoring_config(docker_config)["services"]["prometheus"]
+    assert f"--config.file={mounts(prometheus)['/etc/docclass/prometheus.yml']['target']}" in (
+        prometheus["command"])  # fmt: skip
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    assert config["rule_files"] == [prometheus["environment"]["DOCCLASS_RULES_FILE"]]
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    appliance = jobs["appliance"]
+    assert appliance["scheme"] == "https" and not appliance["tls_config"]["insecure_skip_verify"]
+    tls = appliance["tls_config"]
+    assert {tls["cert_file"], tls["key_file"], tls["ca_file"]} == {
+        f"/run/secrets/{s}" for s in MONITORING_SECRETS["prometheus"]}  # fmt: skip
+    assert appliance["static_configs"][0]["targets"] == ["appliance:8443"]
+    labels = {job["static_configs"][0].get("labels", {}).get("service"): job
+              for job in config["scrape_configs"]}  # fmt: skip
+    exprs = " ".join(r["expr"] for g in _prometheusrule_spec()["groups"] for r in g["rules"])
+    selected = set(re.findall(r'service="([\w-]+)"', exprs))
+    assert selected == {"appliance", "vllm", "audit-sealer"}
+    for service in selected:
+        assert labels[service]["static_configs"][0]["labels"]["namespace"] == "docclass"
+    assert labels["audit-sealer"]["static_configs"][0]["targets"] == ["sealer:9464"]
+    assert labels["vllm"]["static_configs"][0]["targets"] == ["vllm:8000"]
+    # promtool's check, with the files in place.
+    ca = TestCA()
+    client = ca.issue("prometheus", server=False)
+    files = {"prometheus_tls_cert": client.cert, "prometheus_tls_key": client.key,
+             "prometheus_ca": ca.pem}  # fmt: skip
+    text = PROMETHEUS_CONFIG.read_text()
+    for name, content in files.items():
+        (tmp_path / name).write_text(content)
+        text = text.replace(f"/run/secrets/{name}", str(tmp_path / name))
+    rules = tmp_path / "docclass.rules.yaml"
+    assert run_rules_wrapper(PROMETHEUSRULE_FILE, rules).returncode == 0
+    text = text.replace(config["rule_files"][0], str(rules))
+    (tmp_path / "prometheus.yml").write_text(text)
+    proc = subprocess.run([harness.tool("promtool"), "check", "config", str(tmp_path /
+                          "prometheus.yml")], capture_output=True, text=True, check=False,
+                          timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"SUCCESS: \d+ rules found", proc.stdout), proc.stdout

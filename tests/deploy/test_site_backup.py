@@ -5,10 +5,12 @@ not archive, row counts checked and the audit chain verified, the scratch cluste
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,6 +57,7 @@ def test_backup_then_restore_drill(deployment: Deployment) -> None:
         f"INSERT INTO drill_probe SELECT g, 'row ' || g FROM generate_series(1, {ROWS_AT_BACKUP}) g"
     ), db="docclass")
 
+    started = time.time()
     run = d.playbook("backup", "-e", "backup_type=full")
     harness.assert_ok(run)
     recorded = _reports(d, "last-backup.json")
@@ -66,6 +69,7 @@ def test_backup_then_restore_drill(deployment: Deployment) -> None:
          "--output=json", "info"], capture_output=True, text=True, check=True).stdout)
     repos = {b["database"]["repo-key"] for b in info[0]["backup"] if b["type"] == "full"}
     assert repos == {1, 2}, info
+    _check_backup_metrics(d, info, started)
     for repo in ("repo1", "repo2"):
         catalogue = d.base / "pgbackrest" / repo / "backup" / "docclass" / "backup.info"
         assert catalogue.read_bytes().startswith(b"Salted__"), f"{repo} is not encrypted"
@@ -87,6 +91,40 @@ def test_backup_then_restore_drill(deployment: Deployment) -> None:
     assert not (d.base / "drill").exists(), "scratch cluster left behind"
     assert subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", str(d.drill_port)],
                           capture_output=True, check=False).returncode != 0
+
+
+def _backup_metrics(d: Deployment, host: str) -> Path:
+    return d.base / "textfile" / host / "docclass_backup.prom"
+
+
+def _check_backup_metrics(d: Deployment, info: list[dict[str, Any]], started: float) -> None:
+    """backup.yml left node_exporter the newest backup of each repository: the stop time
+    pgBackRest records, of the backup just taken; a standby writes none (and removes a file
+    left from when it was the primary)."""
+    text = _backup_metrics(d, "db-primary").read_text()
+    assert "# TYPE docclass_backup_last_success_timestamp_seconds gauge" in text, text
+    series = re.findall(r'^docclass_backup_last_success_timestamp_seconds\{repo="(\d+)"\} (\S+)$',
+                        text, re.M)  # fmt: skip
+    values = {repo: float(value) for repo, value in series}
+    newest = {str(repo): max(b["timestamp"]["stop"] for b in info[0]["backup"]
+                             if b["database"]["repo-key"] == repo) for repo in (1, 2)}  # fmt: skip
+    assert values == newest, (values, newest)
+    for stop in values.values():
+        assert started - 5 <= stop <= time.time() + 5, (stop, started)
+    for host in ("db-primary", "db-replica"):
+        units = d.base / "systemd" / host
+        assert (units / "docclass-backup-metrics.timer").is_file()
+        service = harness.parse_unit(units / "docclass-backup-metrics.service")
+        assert service["ExecStart"] == [str(d.base / "bin" / host / "docclass-backup-metrics")]
+        backup = harness.parse_unit(units / "pgbackrest-docclass-repo1-incr.service")
+        assert backup["ExecStartPost"] == [f"-{service['ExecStart'][0]}"]
+    stale = _backup_metrics(d, "db-replica")
+    stale.write_text("docclass_backup_last_success_timestamp_seconds{repo=\"1\"} 1\n")
+    proc = subprocess.run(["runuser", "-u", "postgres", "--",
+                           str(d.base / "bin" / "db-replica" / "docclass-backup-metrics")],
+                          capture_output=True, text=True, check=False, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not stale.exists(), "a standby reports backups"
 
 
 def test_point_in_time_restore_stops_at_the_target_time(deployment: Deployment) -> None:
