@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Literal
 
 from sqlalchemy.engine import Engine
 
@@ -31,6 +32,12 @@ from appliance.intake.ocr import TesseractOcr
 from appliance.jobs.crypto import load_job_key
 from appliance.jobs.queue import Deferrer
 from appliance.jobs.services import JobService
+from appliance.jobs.yielding import (
+    AnnouncingBackend,
+    InteractiveBeacon,
+    InteractiveGate,
+    YieldingBackend,
+)
 from appliance.review.services import ReviewService
 from appliance.settings import Settings
 from appliance.usage.declarations import record_declarations
@@ -64,23 +71,43 @@ class Services:
         self.engine.dispose()
 
 
+def _with_traffic(
+    backend: ModelBackend,
+    traffic: Literal["interactive", "bulk"] | None,
+    engine: Engine,
+    settings: Settings,
+) -> ModelBackend:
+    if traffic == "interactive":
+        return AnnouncingBackend(backend, InteractiveBeacon(engine))
+    if traffic == "bulk":
+        gate = InteractiveGate(
+            engine, settings.worker_in_flight_when_interactive, settings.worker_interactive_grace_s
+        )
+        return YieldingBackend(backend, gate)
+    return backend
+
+
 def build_services(
     settings: Settings,
     *,
     backend: ModelBackend | None = None,
     audit_sink: AuditSink | None = None,
     clock: Clock = utc_now,
+    traffic: Literal["interactive", "bulk"] | None = None,
 ) -> Services:
     """Everything wired from ``settings``. ``backend`` replaces the configured model backend and
-    ``audit_sink`` the PostgreSQL audit sink (tests); ``clock`` stamps results and events."""
+    ``audit_sink`` the PostgreSQL audit sink (tests); ``clock`` stamps results and events and
+    places quota windows.
+    ``traffic``: the API's model calls announce themselves, bulk job workers' yield to them
+    (``appliance.jobs.yielding``); None for tools and tests, which do neither."""
     engine = make_engine(settings)
     roles = load_role_map(settings.roles_path)
     taxonomy = load_taxonomy(settings.taxonomy_path)
-    backend = backend or build_backend(settings)
+    backend = _with_traffic(backend or build_backend(settings), traffic, engine, settings)
     key = load_pseudonym_key(settings)
     recorder = AuditRecorder(audit_sink or PostgresAuditSink(engine, key), clock)
     labeller = Labeller(backend, taxonomy, settings.max_document_tokens)
-    quotas = QuotaService(engine, roles.quotas_by_rule())
+    quotas = QuotaService(engine, roles.quotas_by_rule(), clock)
     classification = ClassificationService(
         engine=engine,
         labeller=labeller,

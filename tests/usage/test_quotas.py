@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -41,7 +42,10 @@ def settings(clean_database: str, fake_vllm: FakeVllm, job_key: Path) -> Setting
 
 @pytest.fixture
 def app(settings: Settings) -> Iterator[Flask]:
-    with app_over(settings) as built:
+    """The app with its clock held in the middle of the current minute: a test's requests fall
+    in one minute window however long it takes."""
+    held = datetime.now(UTC).replace(second=30, microsecond=0)
+    with app_over(settings, clock=lambda: held) as built:
         yield built
 
 
