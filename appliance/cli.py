@@ -65,7 +65,7 @@ def worker() -> None:
     from appliance.jobs.worker import run_worker  # the worker's imports, only when it runs
     from appliance.services import build_services
 
-    services = build_services(Settings())
+    services = build_services(Settings(), traffic="bulk")
     try:
         run_worker(services)
     finally:

@@ -175,6 +175,12 @@ class Settings(BaseSettings):
     worker_heartbeat_s: float = Field(default=10.0, gt=0)
     worker_stalled_after_s: float = Field(default=30.0, gt=0)
     """A worker silent this long is presumed dead; its chunks are given to others."""
+    worker_in_flight_when_interactive: int = Field(default=0, ge=0)
+    """A worker's model calls in flight while the API has interactive ones (or had within
+    ``worker_interactive_grace_s``): 0 pauses jobs for them (``appliance.jobs.yielding``)."""
+    worker_interactive_grace_s: float = Field(default=10.0, gt=0)
+    """How long after the API's last interactive call workers still hold back: long enough to
+    span the gaps of a steady trickle of calls (each would otherwise meet a full batch)."""
     worker_chunk_timeout_s: float = Field(default=900.0, gt=0)
     """A chunk still running after this long is given to another worker too: its end was not
     recorded (running it twice stores nothing twice, it only costs the model calls)."""

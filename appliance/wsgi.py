@@ -10,6 +10,6 @@ from appliance.services import build_services
 from appliance.settings import Settings
 
 settings = Settings()
-services = build_services(settings)
+services = build_services(settings, traffic="interactive")
 app = create_app(services)
 install_client_identity(app, services.roles, settings.tls_crl)

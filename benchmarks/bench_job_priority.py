@@ -3,10 +3,11 @@ done-when 3: ``classify-document`` p95 with a large job running within 2x of its
 
 The real CPU vLLM (SmolLM2-135M) started as the deployments start it, with
 ``--scheduling-policy priority``. Single ``classify-document`` calls, one at a time, are timed
-in one run: idle; while a job is being worked by one worker whose requests carry priority 10
-(the API's carry none, 0: first); by a worker without priority (all requests equal), for
-contrast; and by a worker with priority and only 2 chunks in flight. Each call has a text of
-its own (no dedupe hit, no prefix-cache hit on the document).
+in one run: idle; while a job is being worked by one worker (priority 10, 8 chunks in flight)
+that yields to interactive calls as deployed (``APPLIANCE_WORKER_IN_FLIGHT_WHEN_INTERACTIVE``
+0); by the same worker allowed 1 call while the API is busy; and by one that does not yield
+(its 8 in flight), for contrast. Each call has a text of its own (no dedupe hit, no
+prefix-cache hit on the document).
 
 Run: ``.venv/bin/python -m benchmarks.bench_job_priority [--calls N] [--items N]``.
 """
@@ -28,12 +29,15 @@ from benchmarks.report import machine_line, write_section
 from harness import postgres, vllm_cpu
 from harness.stack import Stack, appliance_stack
 
+YIELDING = {"APPLIANCE_VLLM_REQUEST_PRIORITY": "10", "APPLIANCE_WORKER_CONCURRENCY": "8"}
 WORKERS = [
-    ("job running: worker priority 10, 8 in flight", ("10", "8")),
-    ("job running: no priority, 8 in flight (contrast)", ("0", "8")),
-    ("job running: worker priority 10, 2 in flight", ("10", "2")),
-]
-"""(row, (the worker's vLLM priority, its chunks in flight))."""
+    ("job running: worker yields (deployed default)", YIELDING),
+    ("job running: worker keeps 1 call while the API is busy",
+     YIELDING | {"APPLIANCE_WORKER_IN_FLIGHT_WHEN_INTERACTIVE": "1"}),
+    ("job running: worker does not yield, 8 in flight (contrast)",
+     YIELDING | {"APPLIANCE_WORKER_IN_FLIGHT_WHEN_INTERACTIVE": "8"}),
+]  # fmt: skip
+"""(row, the worker's settings)."""
 
 
 def _text(tag: str, n: int) -> str:
@@ -62,7 +66,7 @@ def under_job(
     api: httpx.Client,
     calls: int,
     items: int,
-    worker: tuple[str, str],
+    worker: dict[str, str],
     workdir: Path,
 ) -> tuple[list[float], int]:
     """Single calls while one worker works a job of ``items``; and the items it did meanwhile."""
@@ -71,24 +75,20 @@ def under_job(
         json.dumps({"document_id": f"j-{tag}-{n}", "text": _text(tag, n)}) + "\n"
         for n in range(items)
     )
-    priority, concurrency = worker
-    process = stack.worker(
-        workdir / f"worker-{priority}-{concurrency}.log",
-        APPLIANCE_WORKER_CONCURRENCY=concurrency,
-        APPLIANCE_VLLM_REQUEST_PRIORITY=priority,
-    )
+    process = stack.worker(workdir / f"worker-{tag}.log", **worker)
     try:
         job = api.post("/api/v1/jobs", content=body.encode(),
                        headers={"Content-Type": "application/x-ndjson"}).json()  # fmt: skip
         while api.get(f"/api/v1/jobs/{job['job_id']}").json()["counts"]["done"] < 8:
             time.sleep(0.5)  # the worker is busy
+        before = api.get(f"/api/v1/jobs/{job['job_id']}").json()["counts"]["done"]
         latencies = single_calls(api, calls)
         done = api.get(f"/api/v1/jobs/{job['job_id']}").json()["counts"]["done"]
         assert done < items, "the job ended before the calls did: submit more items"
         api.post(f"/api/v1/jobs/{job['job_id']}/cancel")
     finally:
         process.stop()
-    return latencies, done
+    return latencies, done - before
 
 
 def main() -> None:
