@@ -72,6 +72,12 @@ MODEL_COST = Counter(
     "Cost of model calls in the configured currency (APPLIANCE_MODEL_COSTS), by model",
     ["model"],
 )
+CASCADE_STAGE_ANSWERS = Counter(
+    "appliance_cascade_stage_answers_total",
+    "Documents a cascade stage was asked about, by stage and whether its answer was kept"
+    " (kept, escalated to the next stage)",
+    ["stage", "outcome"],
+)
 QUOTA_DENIALS = Counter(
     "appliance_quota_denials_total",
     "Requests refused over a quota, by what ran out (documents, tokens) and the window",

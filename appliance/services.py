@@ -20,7 +20,7 @@ from appliance.audit_bridge.services import AuditReader, PostgresAuditSink, load
 from appliance.backends import build_backend
 from appliance.backends.interfaces import ModelBackend
 from appliance.classification.files import FileClassificationService
-from appliance.classification.labeller import Labeller
+from appliance.classification.labeller import DocumentLabeller, Labeller
 from appliance.classification.services import ClassificationService
 from appliance.classification.taxonomy import Taxonomy, load_taxonomy
 from appliance.db import make_engine
@@ -94,10 +94,11 @@ def build_services(
     audit_sink: AuditSink | None = None,
     clock: Clock = utc_now,
     traffic: Literal["interactive", "bulk"] | None = None,
+    labeller: DocumentLabeller | None = None,
 ) -> Services:
-    """Everything wired from ``settings``. ``backend`` replaces the configured model backend and
-    ``audit_sink`` the PostgreSQL audit sink (tests); ``clock`` stamps results and events and
-    places quota windows.
+    """Everything wired from ``settings``. ``backend`` replaces the configured model backend,
+    ``labeller`` the one-model labeller over it (a cascade) and ``audit_sink`` the PostgreSQL
+    audit sink (tests); ``clock`` stamps results and events and places quota windows.
     ``traffic``: the API's model calls announce themselves, bulk job workers' yield to them
     (``appliance.jobs.yielding``); None for tools and tests, which do neither."""
     engine = make_engine(settings)
@@ -106,7 +107,7 @@ def build_services(
     backend = _with_traffic(backend or build_backend(settings), traffic, engine, settings)
     key = load_pseudonym_key(settings)
     recorder = AuditRecorder(audit_sink or PostgresAuditSink(engine, key), clock)
-    labeller = Labeller(backend, taxonomy, settings.max_document_tokens)
+    labeller = labeller or Labeller(backend, taxonomy, settings.max_document_tokens)
     quotas = QuotaService(engine, roles.quotas_by_rule(), clock)
     classification = ClassificationService(
         engine=engine,

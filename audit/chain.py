@@ -42,7 +42,8 @@ REQUIRED_FIELDS = frozenset(
 KNOWN_FIELDS = frozenset(_EVENT_FIELDS) | {"v"}
 DECISION_FIELDS = (
     "label", "confidence", "scores_sha256", "model", "model_digest", "prompt_version",
-    "taxonomy_version", "truncated", "cached", "cached_from", "review_id", "review_label",
+    "taxonomy_version", "truncated", "cached", "cached_from", "stage", "stages", "review_id",
+    "review_label",
 )  # fmt: skip
 """What the appliance decided (event version 2): a classification's answer and what produced
 it, or a review's label."""

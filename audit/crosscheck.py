@@ -99,10 +99,11 @@ DECIDED = " AND ".join(
         _holds("confidence", "'\"' || r.confidence::text || '\"'", "l.entry"),
         _optional("model_digest"),
         _optional("prompt_version"),
+        _optional("stage"),
     ]
 )
 DECISION = ("label", "confidence", "model", "model_digest", "prompt_version", "taxonomy_version",
-            "truncated")  # fmt: skip
+            "truncated", "stage")  # fmt: skip
 LOGGED = """
     SELECT seq, result_id, entry FROM audit_entries
      WHERE result_id IS NOT NULL AND action = ANY(%(actions)s)

@@ -107,6 +107,11 @@ class Event:
     """Whether the answer was served from an earlier result (the dedupe cache)."""
     cached_from: str | None = None
     """The result id the answer was reused from, when it was."""
+    stage: str | None = None
+    """With a cascade of models: the stage that answered (``model`` is its model)."""
+    stages: str | None = None
+    """With a cascade: each stage asked, in order, as ``name:confidence`` joined by commas (the
+    confidences as ``confidence`` is written)."""
     review_id: str | None = None
     """Review events: the stored review's id (``result_id`` is the reviewed result)."""
     review_label: str | None = None

@@ -112,6 +112,8 @@ class Decision:
     truncated: bool
     cached_from: str | None = None
     """The result the answer was served from (the dedupe cache); None when the model answered."""
+    stages: tuple[tuple[str, float], ...] = ()
+    """A cascade's stages asked, in order, with their confidences; the last one answered."""
 
 
 @dataclass(frozen=True)

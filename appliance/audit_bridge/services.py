@@ -75,6 +75,9 @@ def decision_fields(decision: Decision | None) -> dict[str, Any]:
         "truncated": decision.truncated,
         "cached": decision.cached_from is not None,
         "cached_from": decision.cached_from,
+        "stage": decision.stages[-1][0] if decision.stages else None,
+        "stages": ",".join(f"{name}:{format_confidence(c)}" for name, c in decision.stages)
+        or None,
     }
 
 

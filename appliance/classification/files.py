@@ -22,17 +22,19 @@ from typing import Any
 from appliance import metrics
 from appliance.audit_bridge.interfaces import Action, FileFacts
 from appliance.audit_bridge.recorder import AuditRecorder, Subject
-from appliance.backends.interfaces import TokenUsage, combined
+from appliance.backends.interfaces import ModelIdentity, TokenUsage, combined
 from appliance.classification import store
 from appliance.classification.content import content_sha256
 from appliance.classification.interfaces import Classification, Document
-from appliance.classification.labeller import Labeller, Scored
+from appliance.classification.labeller import DocumentLabeller, Labelled, Scored
 from appliance.classification.models import ClassificationResult
 from appliance.classification.segments import PageLabel, Segment, overall, segments
 from appliance.classification.services import (
     ClassificationService,
     as_classification,
+    set_answered_by,
     set_usage,
+    stored_stages,
 )
 from appliance.context import RequestContext
 from appliance.db import autocommit
@@ -74,7 +76,7 @@ class FileClassificationService:
     def __init__(
         self,
         classification: ClassificationService,
-        labeller: Labeller,
+        labeller: DocumentLabeller,
         reader: PageReader,
         audit: AuditRecorder,
         first_pages: int,
@@ -195,6 +197,8 @@ class FileClassificationService:
         overall = labels.overall
         row.label, row.confidence, row.scores = overall.label, overall.confidence, overall.scores
         row.truncated, row.cached_from = labels.truncated, labels.reused_from
+        if labels.answered is not None:
+            set_answered_by(row, labels.answered)
         set_usage(row, REUSED if labels.reused_from else
                   self._results.meter.measure(row.model, labels.usage))  # fmt: skip
         row.segments = [_segment_json(segment) for segment in labels.segments]
@@ -232,14 +236,15 @@ class FileClassificationService:
             metrics.CACHE_HITS.inc()
             scored = Scored(earlier.label, earlier.confidence, dict(earlier.scores))
             truncated, reused = earlier.truncated, earlier.cached_from or earlier.id
-            usage = None
+            model = ModelIdentity(earlier.model, earlier.model_digest)
+            labelled = Labelled(scored, truncated, None, model, stored_stages(earlier))
         else:
             metrics.CACHE_MISSES.inc()
             labelled = self._labeller.label("\n\n".join(page.text for page in pages))
             scored, truncated, reused = labelled.scored, labelled.truncated, None
-            usage = labelled.usage
         whole = Segment(1, pages[0].of, scored.label, scored.confidence, scored.scores)
-        return FileLabels(scored, [whole], truncated, reused, usage)
+        usage = None if reused else labelled.usage
+        return FileLabels(scored, [whole], truncated, reused, usage, labelled)
 
 
 @dataclass(frozen=True)
@@ -253,6 +258,9 @@ class FileLabels:
     reused_from: uuid.UUID | None = None
     usage: TokenUsage | None = None
     """The model calls' tokens (None when reused, or when a call's were not counted)."""
+    answered: Labelled | None = None
+    """The one labelling of the whole text (document mode), for the model and cascade stage
+    that answered; None per page (the labeller's model is recorded) or when reused."""
 
 
 def _page_facts(page: PageText) -> dict[str, Any]:

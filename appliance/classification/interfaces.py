@@ -6,6 +6,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from appliance.classification.labeller import StageAnswer
+
 
 @dataclass(frozen=True)
 class Document:
@@ -37,3 +39,5 @@ class Classification:
     completion_tokens: int | None = None
     cost: float | None = None
     """What this answer's model calls consumed (0 when reused; None when not known)."""
+    stages: tuple[StageAnswer, ...] = ()
+    """A cascade's stages asked, in order; the last one answered (empty: no cascade)."""

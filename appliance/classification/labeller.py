@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 from appliance.backends.interfaces import (
     ModelAnswer,
@@ -31,11 +32,49 @@ class Scored:
 
 
 @dataclass(frozen=True)
+class StageAnswer:
+    """One stage of a cascade asked about a document, and the confidence it answered with."""
+
+    stage: str
+    confidence: float
+
+
+@dataclass(frozen=True)
 class Labelled:
     scored: Scored
     truncated: bool
     usage: TokenUsage | None = None
     """The model call's tokens, when the server counted them."""
+    model: ModelIdentity | None = None
+    """The model that answered, when not the labeller's own ``model`` (a cascade's stage)."""
+    stages: tuple[StageAnswer, ...] = ()
+    """A cascade's stages asked, in order (the last one answered); empty without a cascade."""
+
+
+class DocumentLabeller(Protocol):
+    """What classification asks for labels: one model (``Labeller``) or a cascade of stages
+    (``appliance.cascade``)."""
+
+    @property
+    def model(self) -> ModelIdentity:
+        """The model a result records unless ``Labelled.model`` names another."""
+
+    @property
+    def fingerprint(self) -> str:
+        """Everything but the text that shapes an answer: the dedupe cache reuses a stored
+        result only under the same fingerprint."""
+
+    @property
+    def prompt_version(self) -> str:
+        """How the models are asked (the audit log records it with each decision)."""
+
+    def label(self, text: str) -> Labelled: ...
+
+    def token_estimate(self, text: str) -> int:
+        """An upper bound on the model server tokens labelling ``text`` consumes."""
+
+    def warm_up(self) -> None:
+        """Fail now, not on the first caller, if a model cannot answer."""
 
 
 def scored(answer: ModelAnswer, code_to_label: dict[str, str]) -> Scored:

@@ -73,6 +73,10 @@ class ClassificationResult(Base):
     from an earlier one; None: stored before tokens were counted, or the server did not say)."""
     cost: Mapped[float | None] = mapped_column(Float)
     """Those tokens' cost at the configured price (``APPLIANCE_MODEL_COSTS``); None without one."""
+    stage: Mapped[str | None] = mapped_column(String(64))
+    """The cascade stage that answered (``appliance.cascade``); None without a cascade."""
+    stages: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    """Each cascade stage asked, in order: its name and confidence (the last one answered)."""
     requested_by: Mapped[str | None] = mapped_column(String(512))
     on_behalf_of: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

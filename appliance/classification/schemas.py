@@ -62,6 +62,11 @@ class TokenUsageOut(BaseModel):
                                "(APPLIANCE_MODEL_COSTS); null without one")  # fmt: skip
 
 
+class StageOut(BaseModel):
+    stage: str
+    confidence: float
+
+
 class ClassificationOut(BaseModel):
     document_id: str
     classification: str
@@ -80,6 +85,11 @@ class ClassificationOut(BaseModel):
     )
     timestamp: datetime
     usage: TokenUsageOut
+    stages: list[StageOut] | None = Field(
+        default=None,
+        description="With a cascade of models: each stage asked, in order, with its confidence;"
+        " the last one answered (its model is `model`). Null: one model answered.",
+    )
 
 
 class ErrorBody(BaseModel):
@@ -120,5 +130,8 @@ def serialise(result: Classification) -> dict[str, Any]:
             "completion_tokens": result.completion_tokens,
             "cost": result.cost,
         },
+        "stages": [{"stage": a.stage, "confidence": a.confidence} for a in result.stages]
+        if result.stages
+        else None,
     }
     return body

@@ -30,7 +30,7 @@ from appliance.audit_bridge.recorder import AuditRecorder, Clock, Subject, utc_n
 from appliance.classification import store
 from appliance.classification.content import content_sha256
 from appliance.classification.interfaces import Classification, Document
-from appliance.classification.labeller import Labeller
+from appliance.classification.labeller import DocumentLabeller, Labelled, StageAnswer
 from appliance.classification.models import ClassificationResult
 from appliance.classification.store import StoredRow
 from appliance.context import RequestContext
@@ -69,7 +69,7 @@ class ClassificationService:
     def __init__(
         self,
         engine: Engine,
-        labeller: Labeller,
+        labeller: DocumentLabeller,
         taxonomy_version: str,
         review_threshold: float,
         audit: AuditRecorder,
@@ -138,6 +138,7 @@ class ClassificationService:
         row.label, row.confidence, row.scores = scored.label, scored.confidence, scored.scores
         row.needs_review = self.needs_review(scored.label, scored.confidence)
         row.truncated = labelled.truncated
+        set_answered_by(row, labelled)
         metered = self.meter.measure(row.model, labelled.usage)
         set_usage(row, metered)
         hold.charge(metered.total_tokens)
@@ -300,8 +301,24 @@ class ClassificationService:
 REUSED_COLUMNS = (
     "content_length", "label", "confidence", "scores", "truncated", "file_sha256", "file_size",
     "file_media_type", "page_count", "file_mode", "intake_fingerprint", "pages", "segments",
+    "model", "model_digest", "stage", "stages",
 )  # fmt: skip
 """What a reused result takes from the earlier one: its answer, and what was classified."""
+
+
+def set_answered_by(row: ClassificationResult, labelled: Labelled) -> None:
+    """The model and cascade stage that answered, when a cascade's stage did (else the
+    labeller's model, which ``new_row`` set)."""
+    if labelled.model is not None:
+        row.model, row.model_digest = labelled.model.served_name, labelled.model.weights_digest
+    if labelled.stages:
+        row.stage = labelled.stages[-1].stage
+        row.stages = [{"stage": a.stage, "confidence": a.confidence} for a in labelled.stages]
+
+
+def stored_stages(row: ClassificationResult | StoredRow) -> tuple[StageAnswer, ...]:
+    """The cascade stages a stored result records (none: one model answered)."""
+    return tuple(StageAnswer(**asked) for asked in row.stages or ())
 
 
 def set_usage(row: ClassificationResult, metered: Metered) -> None:
@@ -321,6 +338,7 @@ def decision(row: ClassificationResult | StoredRow, served_from: uuid.UUID | Non
         taxonomy_version=row.taxonomy_version,
         truncated=row.truncated,
         cached_from=None if served_from is None else str(served_from),
+        stages=tuple((asked.stage, asked.confidence) for asked in stored_stages(row)),
     )
 
 
@@ -357,4 +375,5 @@ def as_classification(
         prompt_tokens=spent.prompt_tokens,
         completion_tokens=spent.completion_tokens,
         cost=spent.cost,
+        stages=stored_stages(row),
     )

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from tenacity import Retrying, retry_if_exception_type, wait_exponential
 
 from appliance import migrate
-from appliance.classification.labeller import Labeller
+from appliance.classification.labeller import DocumentLabeller
 from appliance.errors import ApplianceError
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 class StartupState:
     def __init__(
-        self, engine: Engine, labeller: Labeller, record_quotas: Callable[[], object]
+        self, engine: Engine, labeller: DocumentLabeller, record_quotas: Callable[[], object]
     ) -> None:
         """``record_quotas`` puts the quotas in force on the audit record (before the worker
         is ready: a change of quotas is never unaudited)."""
