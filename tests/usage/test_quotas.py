@@ -19,6 +19,7 @@ from appliance.identity.roles import RoleConfigError, parse_role_table
 from appliance.services import Services, build_services
 from appliance.settings import ModelPrice, Settings
 from appliance.usage.declarations import declaration_digest, record_declarations
+from appliance.web import services_of
 from audit.chain import decode_event
 from harness.fake_vllm import FakeVllm, prompt_tokens, status
 from harness.identity import identity
@@ -127,6 +128,7 @@ def test_a_failed_request_is_refunded_and_a_cache_hit_charges_no_tokens(
     first = classify(caller)[1]["usage"]
     fake_vllm.script(status(503))  # the model call fails after the reservation
     assert classify(caller)[0] == 503
+    services_of(app).classification.quotas.flush()  # the refund is written in the background
     text = f"Referral letter {uuid.uuid4()}"
     second = classify(caller, text)[1]["usage"]
     assert classify(caller, text)[0] == 200  # reused: a document, no tokens
