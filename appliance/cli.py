@@ -1,5 +1,5 @@
 """The ``appliance`` command: serve, worker, database migrations, configuration check, and the
-``pki``, ``eval``, ``classify``, ``taxonomy`` and ``jobs`` command groups.
+``pki``, ``eval``, ``classify``, ``taxonomy``, ``jobs`` and ``train`` commands.
 
 Errors become exit codes in one place, ``ApplianceGroup``: 0 success, 1 an error the appliance
 reports (its message on stderr), 2 a usage error (click's).
@@ -17,6 +17,8 @@ import click
 
 from appliance import migrate
 from appliance.audit_bridge.services import load_pseudonym_key
+from appliance.cascade.cli import train_command
+from appliance.cascade.config import describe_cascade
 from appliance.classification.taxonomy import load_taxonomy
 from appliance.errors import ApplianceError
 from appliance.evaluation.cli import classify_command, eval_command, taxonomy
@@ -105,6 +107,7 @@ def check_config() -> None:
     load_role_map(settings.roles_path)
     tls_settings_from(settings)
     pseudonymised = load_pseudonym_key(settings) is not None
+    cascade = describe_cascade(settings.cascade_path, taxonomy)
     shown = settings.model_dump(mode="json", exclude={"database_url", "vllm_api_key"})
     click.echo(
         json.dumps(
@@ -112,6 +115,7 @@ def check_config() -> None:
                 "settings": shown,
                 "taxonomy_version": taxonomy.version,
                 "labels": list(taxonomy.names),
+                "cascade": cascade,
                 "audit_identifiers": "pseudonymised"
                 if pseudonymised
                 else "RAW: document ids and content hashes are logged in clear (opted out)",
@@ -126,6 +130,7 @@ cli.add_command(eval_command)
 cli.add_command(classify_command)
 cli.add_command(taxonomy)
 cli.add_command(jobs)
+cli.add_command(train_command)
 
 
 def main() -> None:

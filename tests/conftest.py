@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from appliance import migrate
-from harness import audit_keys, job_keys, postgres, vllm_cpu
+from harness import audit_keys, encoder, job_keys, postgres, vllm_cpu
 from harness.fake_vllm import FakeVllm, running_fake_vllm
 from harness.upstream import VllmEndpoint
 
@@ -86,6 +86,12 @@ def vllm_server() -> Iterator[VllmEndpoint]:
     with an API key."""
     with vllm_cpu.running_vllm() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def encoder_folder() -> Path:
+    """The cascade's text encoder (int8 ONNX all-MiniLM-L6-v2), exported once and cached."""
+    return encoder.encoder_folder()
 
 
 @pytest.fixture

@@ -42,6 +42,9 @@ class Action(enum.StrEnum):
     CHANGE_QUOTAS = "change_quotas"
     """The role table's quotas changed: recorded at start-up by the first worker to load them
     (``detail``: the declaration's digest, ``appliance.usage.declarations``)."""
+    PROMOTE_STAGE_MODEL = "promote_stage_model"
+    """``appliance train`` gated a new head for a cascade stage: 200 promoted, 409 refused
+    (``detail``: the stage, the artifact's digest and the gate's figures)."""
     READ_OPENAPI = "read_openapi"
     READ_METRICS = "read_metrics"
     UNMATCHED_ROUTE = "unmatched_route"

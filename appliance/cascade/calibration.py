@@ -21,6 +21,7 @@ from scipy.optimize import minimize_scalar
 
 from appliance.backends.interfaces import ModelIdentity
 from appliance.classification.labeller import DocumentLabeller, Labelled, Scored
+from appliance.evaluation.metrics import Prediction, expected_calibration_error, reliability
 
 SMALLEST_PROBABILITY = 1e-12
 """A score of 0 counts as this (its logarithm must be finite)."""
@@ -56,6 +57,20 @@ def negative_log_likelihood(temperature: Temperature, held_out: Sequence[HeldOut
         math.log(max(temperature.apply(item.scores)[item.gold], SMALLEST_PROBABILITY))
         for item in held_out
     ) / len(held_out)
+
+
+def calibration_error(held_out: Sequence[HeldOut], temperature: Temperature) -> float:
+    """Expected calibration error (10 equal bins) of the answers under ``temperature``."""
+    return expected_calibration_error(reliability([
+        prediction(item.scores, item.gold, temperature) for item in held_out
+    ]))  # fmt: skip
+
+
+def prediction(scores: Mapping[str, float], gold: str, temperature: Temperature) -> Prediction:
+    """The label ``scores`` answer and its confidence under ``temperature``."""
+    tempered = temperature.apply(scores)
+    label = max(tempered, key=tempered.__getitem__)
+    return Prediction(gold, label, tempered[label])
 
 
 def fit_temperature(held_out: Sequence[HeldOut]) -> Temperature:

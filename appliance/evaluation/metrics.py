@@ -153,3 +153,30 @@ def evaluate(labels: Sequence[str], predictions: Sequence[Prediction], bins: int
             sum(p.gold == p.predicted for p in kept) / len(kept) if kept else None
         ),
     )
+
+
+@dataclass(frozen=True)
+class CoveragePoint:
+    """What a confidence threshold does: the share of documents whose answer it keeps, and the
+    accuracy of those kept (None when it keeps none)."""
+
+    threshold: float
+    coverage: float
+    accuracy: float | None
+
+
+def accuracy_coverage(
+    predictions: Sequence[Prediction], thresholds: Sequence[float]
+) -> tuple[CoveragePoint, ...]:
+    """The accuracy-coverage curve at ``thresholds``: a cascade stage's or the review gate's
+    trade-off. Precondition: at least one prediction."""
+    if not predictions:
+        raise ValueError("predictions: got none, want at least one")
+    points = []
+    for threshold in thresholds:
+        kept = [p for p in predictions if p.confidence >= threshold]
+        right = sum(p.gold == p.predicted for p in kept)
+        points.append(CoveragePoint(
+            threshold, len(kept) / len(predictions), right / len(kept) if kept else None
+        ))  # fmt: skip
+    return tuple(points)

@@ -7,10 +7,15 @@ import random
 
 import pytest
 
-from appliance.cascade.calibration import Calibrated, HeldOut, Temperature, fit_temperature
+from appliance.cascade.calibration import (
+    Calibrated,
+    HeldOut,
+    Temperature,
+    calibration_error,
+    fit_temperature,
+)
 from appliance.classification.labeller import Labeller
 from appliance.classification.taxonomy import load_taxonomy
-from appliance.evaluation.metrics import Prediction, expected_calibration_error, reliability
 from tests.common.doubles import ScriptedBackend
 
 LABELS = ("CLINICAL_NOTES", "BILLING", "AUTHORIZATION", "TEST_RESULTS", "ADMINISTRATIVE")
@@ -29,19 +34,13 @@ def answers(count: int, right: float, sure: float, seed: int) -> list[HeldOut]:
     return made
 
 
-def ece(held_out: list[HeldOut], temperature: Temperature) -> float:
-    predictions = []
-    for item in held_out:
-        scores = temperature.apply(item.scores)
-        label = max(scores, key=scores.__getitem__)
-        predictions.append(Prediction(item.gold, label, scores[label]))
-    return expected_calibration_error(reliability(predictions))
-
-
 def test_an_overconfident_stage_is_tempered_on_data_it_was_not_fitted_on() -> None:
     fitted_on, checked_on = answers(1000, 0.7, 0.97, seed=1), answers(1000, 0.7, 0.97, seed=2)
     temperature = fit_temperature(fitted_on)
-    before, after = ece(checked_on, Temperature(1.0)), ece(checked_on, temperature)
+    before, after = (
+        calibration_error(checked_on, Temperature(1.0)),
+        calibration_error(checked_on, temperature),
+    )
     assert temperature.value > 1.5  # softer
     assert before > 0.2 and after < before / 4, (before, after)
 

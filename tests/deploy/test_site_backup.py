@@ -27,7 +27,7 @@ def _wait_archived(port: int) -> None:
     walfile = harness.psql(port, "SELECT pg_walfile_name(pg_switch_wal())")
     harness.wait_for(
         lambda: harness.psql(port, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
-        >= walfile, 60, f"archiving of {walfile}")
+        >= walfile, 180, f"archiving of {walfile}")
 
 
 def _reports(d: Deployment, name: str) -> dict[str, object]:
