@@ -16,16 +16,19 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from scipy.optimize import minimize_scalar
 
 from appliance.backends.interfaces import ModelIdentity
+from appliance.cascade.artifacts import ArtifactInvalid, load_artifact, save_artifact
 from appliance.classification.labeller import DocumentLabeller, Labelled, Scored
 from appliance.evaluation.metrics import Prediction, expected_calibration_error, reliability
 
 SMALLEST_PROBABILITY = 1e-12
 """A score of 0 counts as this (its logarithm must be finite)."""
 BOUNDS = (0.05, 20.0)
+CALIBRATION_KIND = "calibration"
 """The temperatures searched: from twenty times sharper to twenty times softer."""
 
 
@@ -83,6 +86,65 @@ def fit_temperature(held_out: Sequence[HeldOut]) -> Temperature:
         method="bounded",
     )
     return Temperature(round(math.exp(float(best.x)), 6))
+
+
+@dataclass(frozen=True)
+class CalibrationCheck:
+    """A temperature fitted on one half of held-out answers, checked on the other."""
+
+    temperature: Temperature
+    fitted_on: int
+    checked_on: int
+    ece_before: float
+    """Of the checked half, raw."""
+    ece_after: float
+    """Of the checked half, calibrated."""
+
+
+def fit_and_check(answers: Sequence[HeldOut]) -> CalibrationCheck:
+    """Fit on every other answer, check on the rest: the check is on answers the fit did not
+    see. Precondition: at least two answers."""
+    fit, check = answers[::2], answers[1::2]
+    if not check:
+        raise ValueError("fitting and checking a temperature needs at least two answers")
+    temperature = fit_temperature(fit)
+    return CalibrationCheck(
+        temperature, len(fit), len(check),
+        calibration_error(check, Temperature(1.0)), calibration_error(check, temperature),
+    )  # fmt: skip
+
+
+def save_calibration(
+    check: CalibrationCheck, model: str, taxonomy_version: str, directory: Path
+) -> Path:
+    """The calibration of ``model``'s confidences as a versioned artifact
+    (``calibration-<sha256>.json``), for a cascade's LLM stage to name."""
+    document = {
+        "format": 1,
+        "model": model,
+        "taxonomy_version": taxonomy_version,
+        "temperature": check.temperature.value,
+        "fitted_on": check.fitted_on,
+        "checked_on": check.checked_on,
+        "ece_before": check.ece_before,
+        "ece_after": check.ece_after,
+    }
+    return save_artifact(CALIBRATION_KIND, document, directory)[0]
+
+
+def load_calibration(path: Path, model: str) -> Temperature:
+    """The temperature of a calibration artifact fitted for ``model`` (a served model name);
+    refused for any other model, whose confidences it does not describe."""
+    document, _ = load_artifact(CALIBRATION_KIND, path)
+    if document.get("model") != model:
+        raise ArtifactInvalid(f"{path} calibrates {document.get('model')!r}, not {model!r}")
+    try:
+        value = float(document["temperature"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactInvalid(f"{path} holds no temperature") from exc
+    if not BOUNDS[0] <= value <= BOUNDS[1]:
+        raise ArtifactInvalid(f"{path}: temperature {value} is outside {BOUNDS}")
+    return Temperature(value)
 
 
 class Calibrated:

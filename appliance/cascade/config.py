@@ -9,7 +9,7 @@ each with the confidence at which its answer is kept.
         threshold: 0.9
       - name: llm                # the model server, optionally calibrated
         kind: llm
-        temperature: 1.4
+        calibration: /var/lib/appliance/calibration-<sha256>.json   # from `appliance eval`
 
 Without the file the appliance asks the LLM alone, as before.
 """
@@ -22,10 +22,11 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from appliance.cascade.calibration import Calibrated, Temperature
+from appliance.cascade.artifacts import ArtifactInvalid
+from appliance.cascade.calibration import Calibrated, Temperature, load_calibration
 from appliance.cascade.cascade import STAGE_NAME, Cascade, CascadeStage
 from appliance.cascade.embedding import EmbeddingLabeller
-from appliance.cascade.encoder import Encoder
+from appliance.cascade.encoder import Encoder, EncoderInvalid
 from appliance.cascade.head import load_current
 from appliance.classification.labeller import DocumentLabeller
 from appliance.classification.taxonomy import Taxonomy
@@ -56,8 +57,9 @@ class EmbeddingStageConfig(_Stage):
 
 class LlmStageConfig(_Stage):
     kind: Literal["llm"]
-    temperature: float | None = Field(default=None, gt=0)
-    """Calibration fitted on held-out answers (``appliance eval`` reports it); None: raw."""
+    calibration: Path | None = None
+    """The artifact ``appliance eval`` writes (a temperature fitted on held-out answers, for
+    the served model); None: the model's raw confidences."""
 
 
 StageConfig = Annotated[EmbeddingStageConfig | LlmStageConfig, Field(discriminator="kind")]
@@ -85,13 +87,24 @@ def load_cascade_config(path: Path) -> CascadeConfig:
 
 
 def embedding_labeller(stage: EmbeddingStageConfig, taxonomy: Taxonomy) -> EmbeddingLabeller:
-    """The stage with its promoted head; an error when none has been promoted yet."""
-    head = load_current(stage.heads)
-    if head is None:
-        raise CascadeConfigError(
-            f"stage {stage.name!r} has no promoted head in {stage.heads}: run `appliance train`"
-        )
-    return EmbeddingLabeller(Encoder(stage.encoder, stage.threads), head, taxonomy)
+    """The stage with its promoted head; an error when none has been promoted yet, or when the
+    encoder or the head is not what its digests say."""
+    try:
+        head = load_current(stage.heads)
+        if head is None:
+            raise CascadeConfigError(
+                f"stage {stage.name!r} has no promoted head in {stage.heads}: run `appliance train`"
+            )
+        return EmbeddingLabeller(Encoder(stage.encoder, stage.threads), head, taxonomy)
+    except (ArtifactInvalid, EncoderInvalid) as exc:
+        raise CascadeConfigError(f"stage {stage.name!r}: {exc}") from exc
+
+
+def calibration(path: Path, model: str) -> Temperature:
+    try:
+        return load_calibration(path, model)
+    except ArtifactInvalid as exc:
+        raise CascadeConfigError(str(exc)) from exc
 
 
 def build_cascade(config: CascadeConfig, llm: DocumentLabeller, taxonomy: Taxonomy) -> Cascade:
@@ -102,11 +115,9 @@ def build_cascade(config: CascadeConfig, llm: DocumentLabeller, taxonomy: Taxono
         if isinstance(stage, EmbeddingStageConfig):
             labeller = embedding_labeller(stage, taxonomy)
         else:
-            labeller = (
-                llm
-                if stage.temperature is None
-                else Calibrated(llm, Temperature(stage.temperature))
-            )
+            labeller = llm
+            if stage.calibration is not None:
+                labeller = Calibrated(llm, calibration(stage.calibration, llm.model.served_name))
         stages.append(CascadeStage(stage.name, labeller, stage.threshold))
     try:
         return Cascade(stages)

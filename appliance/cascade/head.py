@@ -8,7 +8,6 @@ trained on: it is refused next to any other.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -19,12 +18,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from appliance.cascade.artifacts import ArtifactInvalid, load_artifact, save_artifact
+
+KIND = "head"
 FORMAT = 1
 CURRENT = "current.json"
 """The pointer to the promoted artifact, in the heads directory."""
 
 
-class HeadInvalid(ValueError):
+class HeadInvalid(ArtifactInvalid):
     """The file is not a head artifact, or not the one its name or a pointer says."""
 
 
@@ -51,8 +53,8 @@ class Head:
         weights = np.exp(logits)
         return weights / weights.sum(axis=1, keepdims=True)  # type: ignore[no-any-return]
 
-    def to_json(self) -> bytes:
-        document = {
+    def to_document(self) -> dict[str, Any]:
+        return {
             "format": FORMAT,
             "labels": list(self.labels),
             "weights": self.weights.tolist(),
@@ -62,7 +64,6 @@ class Head:
             "taxonomy_version": self.taxonomy_version,
             "training": dict(self.training),
         }
-        return json.dumps(document, sort_keys=True, indent=1).encode("ascii") + b"\n"
 
 
 @dataclass(frozen=True)
@@ -74,26 +75,15 @@ class StoredHead:
 
 
 def save_head(head: Head, directory: Path) -> StoredHead:
-    """Write ``head`` as ``head-<sha256>.json`` in ``directory`` (atomically; an artifact with
-    that digest already there is the same bytes)."""
-    data = head.to_json()
-    digest = hashlib.sha256(data).hexdigest()
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"head-{digest}.json"
-    partial = path.with_suffix(".partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)
+    """Write ``head`` as ``head-<sha256>.json`` in ``directory``."""
+    path, digest = save_artifact(KIND, head.to_document(), directory)
     return StoredHead(head, digest, path)
 
 
 def load_head(path: Path) -> StoredHead:
     """Read an artifact, checking its bytes against the digest in its name."""
     try:
-        data = path.read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
-        if path.name != f"head-{digest}.json":
-            raise HeadInvalid(f"{path} does not hold the bytes its name says (sha256 {digest})")
-        document = json.loads(data)
+        document, digest = load_artifact(KIND, path)
         if document.get("format") != FORMAT:
             raise HeadInvalid(f"{path}: unknown head format {document.get('format')!r}")
         head = Head(
@@ -105,7 +95,7 @@ def load_head(path: Path) -> StoredHead:
             taxonomy_version=str(document["taxonomy_version"]),
             training=document.get("training", {}),
         )
-    except (OSError, KeyError, TypeError, ValueError) as exc:
+    except (ArtifactInvalid, KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, HeadInvalid):
             raise
         raise HeadInvalid(f"{path} is not a head artifact: {exc}") from exc

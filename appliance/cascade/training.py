@@ -38,9 +38,8 @@ from appliance.cascade.head import Head, StoredHead, save_head
 from appliance.classification.content import content_sha256
 from appliance.classification.taxonomy import Taxonomy
 from appliance.errors import ApplianceError
-from appliance.evaluation.metrics import CoveragePoint, accuracy_coverage
+from appliance.evaluation.metrics import COVERAGE_THRESHOLDS, CoveragePoint, accuracy_coverage
 
-CURVE_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(20))
 ABSENT_LABEL_BIAS = -30.0
 """A label without training examples gets no weights and this bias: probability about 0."""
 CORRECTIONS = text("""
@@ -188,7 +187,7 @@ def measure(head: Head, answers: Sequence[HeldOut], threshold: float) -> StageFi
         accuracy=sum(p.gold == p.predicted for p in predictions) / len(predictions),
         ece_uncalibrated=calibration_error(answers, Temperature(1.0)),
         ece_calibrated=calibration_error(answers, temperature),
-        curve=accuracy_coverage(predictions, CURVE_THRESHOLDS),
+        curve=accuracy_coverage(predictions, COVERAGE_THRESHOLDS),
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import click
 from tqdm import tqdm  # type: ignore[import-untyped]
 
+from appliance.cascade.calibration import HeldOut, fit_and_check
 from appliance.classification.files import Mode
 from appliance.classification.taxonomy import load_taxonomy
 from appliance.client import ServiceConfig
@@ -56,13 +57,15 @@ def classifier_for(target: Target) -> Iterator[Classifier]:
 def evaluate_and_report(dataset: Path | None, out_dir: Path, bins: int, target: Target) -> None:
     """Score ``dataset`` (or, if None, the stored reviews) and write the report to ``out_dir``."""
     labels = list(load_taxonomy(Settings().taxonomy_path).names)
+    check = None
     if dataset is None:
         predictions, info = _from_reviews()
     else:
-        predictions, info = _from_dataset(dataset, labels, target)
+        predictions, info, answers = _from_dataset(dataset, labels, target)
+        check = fit_and_check(answers) if len(answers) >= 2 else None
     seen = {p.gold for p in predictions} | {p.predicted for p in predictions}
     metrics = evaluate([*labels, *sorted(seen - set(labels))], predictions, bins)
-    paths = write_report(metrics, info, out_dir)
+    paths = write_report(metrics, info, out_dir, check)
     click.echo(
         f"accuracy {metrics.accuracy:.3f}  macro-F1 {metrics.macro_f1:.3f}  "
         f"ECE {metrics.ece:.3f}  abstained {metrics.abstention_rate:.1%}  "
@@ -75,7 +78,8 @@ def evaluate_and_report(dataset: Path | None, out_dir: Path, bins: int, target: 
 
 def _from_dataset(
     dataset: Path, labels: list[str], target: Target
-) -> tuple[list[Prediction], RunInfo]:
+) -> tuple[list[Prediction], RunInfo, list[HeldOut]]:
+    """The predictions, how they were made, and the answers' scores with the true labels."""
     examples = load_dataset(dataset, labels)
     with classifier_for(target) as classifier:
         results, elapsed = run(
@@ -105,7 +109,8 @@ def _from_dataset(
         completion_tokens=sum(o.completion_tokens or 0 for _, o in outcomes),
         cost=_total_cost([o.cost for _, o in outcomes]),
     )
-    return predictions, info
+    answers = [HeldOut(o.scores, e.label) for e, o in outcomes if e.label in o.scores]
+    return predictions, info, answers
 
 
 def _total_cost(costs: list[float | None]) -> float | None:

@@ -58,6 +58,12 @@ class Metrics:
     abstention_rate: float
     accuracy_non_abstained: float | None
     """None when every result was abstained."""
+    coverage: tuple[CoveragePoint, ...] = ()
+    """The accuracy-coverage curve at ``COVERAGE_THRESHOLDS``."""
+
+
+COVERAGE_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(20))
+"""Where the accuracy-coverage curve is read: 0.00, 0.05, ... 0.95."""
 
 
 def _ratio(numerator: int, denominator: int) -> float:
@@ -152,6 +158,7 @@ def evaluate(labels: Sequence[str], predictions: Sequence[Prediction], bins: int
         accuracy_non_abstained=(
             sum(p.gold == p.predicted for p in kept) / len(kept) if kept else None
         ),
+        coverage=accuracy_coverage(predictions, COVERAGE_THRESHOLDS),
     )
 
 

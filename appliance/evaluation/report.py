@@ -14,6 +14,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from appliance.cascade.calibration import CalibrationCheck, save_calibration
 from appliance.evaluation.metrics import Metrics
 
 JSON_NAME = "report.json"
@@ -71,7 +72,20 @@ class ReportPaths:
     reliability: Path
 
 
-def report_dict(metrics: Metrics, run: RunInfo) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Calibration:
+    """The model's confidences calibrated on this run's answers (``fit_and_check``), and the
+    artifact a cascade's LLM stage can name; None when the run has no scores (reviews) or
+    mixes models."""
+
+    check: CalibrationCheck
+    artifact: str | None = None
+    """The artifact's file name, once written."""
+
+
+def report_dict(
+    metrics: Metrics, run: RunInfo, calibration: Calibration | None = None
+) -> dict[str, Any]:
     return {
         "run": {
             **asdict(run),
@@ -92,6 +106,15 @@ def report_dict(metrics: Metrics, run: RunInfo) -> dict[str, Any]:
             "matrix": [list(row) for row in metrics.confusion],
         },
         "reliability": [asdict(item) for item in metrics.reliability],
+        "accuracy_coverage": [asdict(point) for point in metrics.coverage],
+        "calibration": None if calibration is None else {
+            "temperature": calibration.check.temperature.value,
+            "fitted_on": calibration.check.fitted_on,
+            "checked_on": calibration.check.checked_on,
+            "ece_before": calibration.check.ece_before,
+            "ece_after": calibration.check.ece_after,
+            "artifact": calibration.artifact,
+        },
     }
 
 
@@ -99,7 +122,7 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
-def markdown(metrics: Metrics, run: RunInfo) -> str:
+def markdown(metrics: Metrics, run: RunInfo, calibration: Calibration | None = None) -> str:
     lines = [
         "# Classification evaluation report",
         "",
@@ -164,6 +187,28 @@ def markdown(metrics: Metrics, run: RunInfo) -> str:
             f"| {_pct(item.mean_confidence)} | {_pct(item.accuracy)} |"
         )
     lines += ["", f"![Reliability diagram]({RELIABILITY_PNG})", ""]
+    if calibration is not None:
+        check = calibration.check
+        lines += [
+            f"Temperature scaling fitted on {check.fitted_on} answers (every other one) and "
+            f"checked on the other {check.checked_on}: T = {check.temperature.value:.3f}, ECE "
+            f"{check.ece_before:.3f} before and {check.ece_after:.3f} after"
+            + (f"; artifact `{calibration.artifact}` (a cascade's LLM stage names it)."
+               if calibration.artifact else "."),
+            "",
+        ]  # fmt: skip
+    lines += [
+        "## Accuracy and coverage",
+        "",
+        "What a confidence threshold (a cascade stage's, or the review gate's) keeps, and how "
+        "many of those it keeps are right.",
+        "",
+        "| Threshold | Share kept | Accuracy of those kept |",
+        "|---|---|---|",
+        *(f"| {p.threshold:.2f} | {_pct(p.coverage)} | {_pct(p.accuracy)} |"
+          for p in metrics.coverage),
+        "",
+    ]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -215,17 +260,27 @@ def plot_reliability(metrics: Metrics, path: Path) -> None:
     figure.savefig(path, dpi=100, metadata=PNG_METADATA)
 
 
-def write_report(metrics: Metrics, run: RunInfo, out_dir: Path) -> ReportPaths:
-    """Write the four files into ``out_dir`` (created if missing) and return their paths."""
+def write_report(
+    metrics: Metrics, run: RunInfo, out_dir: Path, check: CalibrationCheck | None = None
+) -> ReportPaths:
+    """Write the four files into ``out_dir`` (created if missing) and return their paths; with
+    ``check`` of a run that one model answered, its calibration artifact too."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    calibration = None
+    if check is not None:
+        artifact = None
+        if "," not in run.model and "," not in run.taxonomy_version:
+            artifact = save_calibration(check, run.model, run.taxonomy_version, out_dir).name
+        calibration = Calibration(check, artifact)
     paths = ReportPaths(
         json=out_dir / JSON_NAME,
         markdown=out_dir / MARKDOWN_NAME,
         confusion=out_dir / CONFUSION_PNG,
         reliability=out_dir / RELIABILITY_PNG,
     )
-    paths.json.write_text(json.dumps(report_dict(metrics, run), indent=2) + "\n", encoding="utf-8")
-    paths.markdown.write_text(markdown(metrics, run), encoding="utf-8")
+    document = report_dict(metrics, run, calibration)
+    paths.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    paths.markdown.write_text(markdown(metrics, run, calibration), encoding="utf-8")
     plot_confusion(metrics, paths.confusion)
     plot_reliability(metrics, paths.reliability)
     return paths

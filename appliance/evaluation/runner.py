@@ -11,9 +11,9 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -68,6 +68,8 @@ class Outcome:
     completion_tokens: int | None = None
     cost: float | None = None
     """What the answer's model calls consumed (``usage`` of the API's answer)."""
+    scores: Mapping[str, float] = field(default_factory=dict)
+    """A probability per label (what calibration is fitted on)."""
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,7 @@ def _outcome(result: Classification) -> Outcome:
         prompt_tokens=result.prompt_tokens,
         completion_tokens=result.completion_tokens,
         cost=result.cost,
+        scores=dict(result.scores),
     )
 
 
@@ -274,6 +277,7 @@ def _outcome_of(body: dict[str, Any]) -> Outcome:
             prompt_tokens=usage["prompt_tokens"],
             completion_tokens=usage["completion_tokens"],
             cost=usage["cost"],
+            scores={str(label): float(p) for label, p in body["scores"].items()},
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ClassifyFailed("invalid_response", f"the answer lacks {exc}") from exc

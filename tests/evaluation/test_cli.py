@@ -64,6 +64,7 @@ def test_eval_in_process_report_matches_stored_results(
     assert report["run"]["mode"] == "in-process" and report["run"]["errors"] == {}
     for name in ("report.md", "confusion_matrix.png", "reliability.png"):
         assert (tmp_path / name).stat().st_size > 0
+    assert (tmp_path / report["calibration"]["artifact"]).is_file()  # one model answered
     assert f"accuracy {correct / 40:.3f}" in result.output
 
 
