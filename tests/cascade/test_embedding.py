@@ -37,8 +37,10 @@ def test_documents_of_a_type_are_nearer_each_other_than_other_types(encoder: Enc
 
 
 def test_a_document_past_the_token_limit_is_read_from_its_head(encoder: Encoder) -> None:
-    encoded = encoder.encode(["Appointment reminder.", "Appointment reminder. " * 200])
-    assert encoded.truncated == (False, True)
+    long, huge = "Appointment reminder. " * 200, "Appointment reminder. " * 50_000  # 1.1 MB
+    encoded = encoder.encode(["Appointment reminder.", long, huge])
+    assert encoded.truncated == (False, True, True)
+    assert np.allclose(encoded.vectors[1], encoded.vectors[2], atol=1e-5)  # the same head read
 
 
 def trained_head(encoder: Encoder, tmp_path: Path) -> EmbeddingLabeller:
