@@ -22,9 +22,9 @@ from appliance.cascade.config import (
     CascadeConfigError,
     EmbeddingStageConfig,
     load_cascade_config,
+    stage_parts,
 )
-from appliance.cascade.encoder import Encoder
-from appliance.cascade.head import load_current, promote
+from appliance.cascade.head import promote
 from appliance.cascade.training import (
     Margins,
     Outcome,
@@ -97,13 +97,14 @@ def train_command(
     if not isinstance(config, EmbeddingStageConfig):
         raise CascadeConfigError(f"stage {stage!r} is not an embedding stage")
     taxonomy = load_taxonomy(settings.taxonomy_path)
+    encoder, current = stage_parts(config, os.cpu_count() or 1)
     engine = make_engine(settings)
     try:
         outcome = train(
             read_examples(examples, taxonomy),
             load_corrections(engine, taxonomy.version),
-            Encoder(config.encoder, os.cpu_count() or 1),
-            load_current(config.heads),
+            encoder,
+            current,
             taxonomy,
             config.threshold,
             Margins(margin_accuracy, margin_share, min_kept_accuracy),

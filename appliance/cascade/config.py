@@ -27,7 +27,7 @@ from appliance.cascade.calibration import Calibrated, Temperature, load_calibrat
 from appliance.cascade.cascade import STAGE_NAME, Cascade, CascadeStage
 from appliance.cascade.embedding import EmbeddingLabeller
 from appliance.cascade.encoder import Encoder, EncoderInvalid
-from appliance.cascade.head import load_current
+from appliance.cascade.head import StoredHead, load_current
 from appliance.classification.labeller import DocumentLabeller
 from appliance.classification.taxonomy import Taxonomy
 from appliance.errors import ApplianceError
@@ -86,17 +86,25 @@ def load_cascade_config(path: Path) -> CascadeConfig:
         raise CascadeConfigError(f"cascade {path} is not valid: {exc}") from exc
 
 
-def embedding_labeller(stage: EmbeddingStageConfig, taxonomy: Taxonomy) -> EmbeddingLabeller:
-    """The stage with its promoted head; an error when none has been promoted yet, or when the
-    encoder or the head is not what its digests say."""
+def stage_parts(stage: EmbeddingStageConfig, threads: int) -> tuple[Encoder, StoredHead | None]:
+    """The stage's encoder and its promoted head (None before the first promotion); an error
+    when either is not what its digests say."""
     try:
-        head = load_current(stage.heads)
-        if head is None:
-            raise CascadeConfigError(
-                f"stage {stage.name!r} has no promoted head in {stage.heads}: run `appliance train`"
-            )
-        return EmbeddingLabeller(Encoder(stage.encoder, stage.threads), head, taxonomy)
+        return Encoder(stage.encoder, threads), load_current(stage.heads)
     except (ArtifactInvalid, EncoderInvalid) as exc:
+        raise CascadeConfigError(f"stage {stage.name!r}: {exc}") from exc
+
+
+def embedding_labeller(stage: EmbeddingStageConfig, taxonomy: Taxonomy) -> EmbeddingLabeller:
+    """The stage with its promoted head; an error when none has been promoted yet."""
+    encoder, head = stage_parts(stage, stage.threads)
+    if head is None:
+        raise CascadeConfigError(
+            f"stage {stage.name!r} has no promoted head in {stage.heads}: run `appliance train`"
+        )
+    try:
+        return EmbeddingLabeller(encoder, head, taxonomy)
+    except ArtifactInvalid as exc:
         raise CascadeConfigError(f"stage {stage.name!r}: {exc}") from exc
 
 
