@@ -69,13 +69,17 @@ def through_job(
     stack: Stack, items: int, workers: int, workdir: Path, run: str = "", concurrency: str = ""
 ) -> float:
     body = "".join(json.dumps(doc) + "\n" for doc in _documents(items, f"job{workers}{run}"))
+    admin_url = stack.database_url.replace("+psycopg", "")
+    with psycopg.connect(admin_url) as admin:
+        row = admin.execute("SELECT coalesce(max(id), 0) FROM procrastinate_workers").fetchone()
+        registered_before = row[0] if row else 0
     running = [
         stack.worker(workdir / f"worker-{workers}-{run}{n}.log",
                      APPLIANCE_WORKER_CONCURRENCY=concurrency or WORKER_CONCURRENCY)
         for n in range(workers)
     ]  # fmt: skip
     try:
-        time.sleep(5)  # the workers are up and waiting
+        _wait_registered(admin_url, registered_before, workers)
         with httpx.Client(base_url=stack.url, timeout=600, **stack.client_options()) as api:  # type: ignore[arg-type]
             answer = api.post(
                 "/api/v1/jobs", content=body.encode(),
@@ -84,7 +88,7 @@ def through_job(
             assert answer.status_code == 202, answer.text
             started = time.perf_counter()
             job_id = answer.json()["job_id"]
-            with psycopg.connect(stack.database_url.replace("+psycopg", "")) as admin:
+            with psycopg.connect(admin_url) as admin:
                 while True:
                     row = admin.execute(
                         "SELECT count(*) FILTER (WHERE state = 'pending'),"
@@ -101,6 +105,23 @@ def through_job(
         for worker in running:
             worker.stop()
     return items / elapsed
+
+
+def _wait_registered(admin_url: str, after_id: int, workers: int) -> None:
+    """Until ``workers`` new queue workers have registered (their processes imported, their
+    services built), then a second for their LISTEN: a job's clock then starts with workers
+    waiting for it, not with processes still starting (several seconds on a busy machine)."""
+    deadline = time.monotonic() + 120
+    with psycopg.connect(admin_url) as admin:
+        while time.monotonic() < deadline:
+            row = admin.execute(
+                "SELECT count(*) FROM procrastinate_workers WHERE id > %s", (after_id,)
+            ).fetchone()
+            if row is not None and row[0] >= workers:
+                time.sleep(1)
+                return
+            time.sleep(0.2)
+    raise TimeoutError(f"{workers} job workers did not register within 120 s")
 
 
 def against_vllm(
