@@ -245,8 +245,10 @@ def train(
         "threshold": threshold,
     })  # fmt: skip
     figures = measure(head, held_out(head, vectors["gate"], gold["gate"]), threshold)
-    now = None
-    if current is not None and current.head.encoder_digest == encoder.digest:
+    now = None  # a head over another encoder or taxonomy cannot be measured on these
+    if current is not None and (current.head.encoder_digest, current.head.labels) == (
+        encoder.digest, head.labels
+    ):
         now = measure(
             current.head, held_out(current.head, vectors["gate"], gold["gate"]), threshold
         )
