@@ -17,9 +17,11 @@ import yaml
 from click.testing import CliRunner, Result
 
 from appliance import migrate
+from appliance.cascade.config import describe_cascade
 from appliance.cascade.head import load_current
 from appliance.cascade.training import Example
 from appliance.classification.content import content_sha256
+from appliance.classification.taxonomy import load_taxonomy
 from appliance.cli import cli
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY
 from appliance.settings import Settings
@@ -102,7 +104,7 @@ def mislabelled_where_fitted(texts: Sequence[LabelledText]) -> list[Example]:
 
 
 def test_a_good_head_is_promoted_and_a_worse_one_refused(
-    train: Train, heads: Path, database: str
+    train: Train, heads: Path, database: str, app_settings: Settings
 ) -> None:
     texts = labelled_texts(400, seed=3)
     first, report = train(texts)
@@ -112,6 +114,8 @@ def test_a_good_head_is_promoted_and_a_worse_one_refused(
     assert figures["kept_accuracy"] >= 0.9 and figures["kept_share"] > 0.5, figures
     promoted = load_current(heads)
     assert promoted is not None and report["candidate"] == f"sha256:{promoted.digest}"
+    shown = describe_cascade(app_settings.cascade_path, load_taxonomy(None))  # check-config's
+    assert shown is not None and shown[0]["model"] == report["candidate"]
 
     second, refused = train(mislabelled_where_fitted(texts))
     assert second.exit_code == 1 and "the gate refused the new head" in second.output
