@@ -37,6 +37,7 @@ from appliance.evaluation.runner import (
     load_dataset,
     run,
 )
+from appliance.evaluation.stages import per_stage
 from appliance.evaluation.target import Target
 from appliance.review.services import stored_corrections
 from appliance.services import build_services
@@ -108,6 +109,7 @@ def _from_dataset(
         prompt_tokens=sum(o.prompt_tokens or 0 for _, o in outcomes),
         completion_tokens=sum(o.completion_tokens or 0 for _, o in outcomes),
         cost=_total_cost([o.cost for _, o in outcomes]),
+        stages=per_stage([(e.label, o) for e, o in outcomes]),
     )
     answers = [HeldOut(o.scores, e.label) for e, o in outcomes if e.label in o.scores]
     return predictions, info, answers

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from appliance.cascade.calibration import CalibrationCheck, save_calibration
 from appliance.evaluation.metrics import Metrics
+from appliance.evaluation.stages import StageSummary
 
 JSON_NAME = "report.json"
 MARKDOWN_NAME = "report.md"
@@ -46,6 +47,8 @@ class RunInfo:
     completion_tokens: int = 0
     cost: float | None = None
     """Of the answered documents' model calls; None when no model has a configured price."""
+    stages: tuple[StageSummary, ...] = ()
+    """Per cascade stage, in order; empty when no cascade answered."""
 
     @property
     def answered(self) -> int:
@@ -91,6 +94,7 @@ def report_dict(
             **asdict(run),
             "throughput_docs_per_s": run.throughput,
             "cost_per_1000_documents": run.cost_per_1000,
+            "stages": [{**asdict(stage), "accuracy": stage.accuracy} for stage in run.stages],
         },
         "count": metrics.count,
         "accuracy": metrics.accuracy,
@@ -153,6 +157,7 @@ def markdown(metrics: Metrics, run: RunInfo, calibration: Calibration | None = N
         f"| Abstention rate (needs review) | {_pct(metrics.abstention_rate)} |",
         f"| Accuracy of the non-abstained | {_pct(metrics.accuracy_non_abstained)} |",
         "",
+        *_stage_lines(run.stages),
         "## Per label",
         "",
         "| Label | Precision | Recall | F1 | Support | Predicted |",
@@ -210,6 +215,31 @@ def markdown(metrics: Metrics, run: RunInfo, calibration: Calibration | None = N
         "",
     ]  # fmt: skip
     return "\n".join(lines)
+
+
+def _stage_lines(stages: tuple[StageSummary, ...]) -> list[str]:
+    """The per-stage table (nothing without a cascade)."""
+    if not stages:
+        return []
+    rows = [
+        f"| {s.stage} | {s.asked} | {s.kept} | {_pct(s.share)} | {_pct(s.accuracy)} "
+        f"| {s.prompt_tokens} | {s.completion_tokens} "
+        f"| {'n/a' if s.cost is None else f'{s.cost:.6g}'} |"
+        for s in stages
+    ]
+    return [
+        "## Per cascade stage",
+        "",
+        "Each stage's answers: documents that reached it, those it kept (so the next stage was"
+        " not asked), and how many of those were right. Tokens and cost are those of the results"
+        " it answered, the stages asked before it included.",
+        "",
+        "| Stage | Asked | Kept | Share of all | Accuracy of those kept | Prompt tokens"
+        " | Completion tokens | Cost |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def plot_confusion(metrics: Metrics, path: Path) -> None:

@@ -70,6 +70,8 @@ class Outcome:
     """What the answer's model calls consumed (``usage`` of the API's answer)."""
     scores: Mapping[str, float] = field(default_factory=dict)
     """A probability per label (what calibration is fitted on)."""
+    stages: tuple[tuple[str, float], ...] = ()
+    """A cascade's stages asked, in order, with their confidence (the last one answered)."""
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,7 @@ def _outcome(result: Classification) -> Outcome:
         completion_tokens=result.completion_tokens,
         cost=result.cost,
         scores=dict(result.scores),
+        stages=tuple((answer.stage, answer.confidence) for answer in result.stages),
     )
 
 
@@ -278,6 +281,10 @@ def _outcome_of(body: dict[str, Any]) -> Outcome:
             completion_tokens=usage["completion_tokens"],
             cost=usage["cost"],
             scores={str(label): float(p) for label, p in body["scores"].items()},
+            stages=tuple(
+                (str(answer["stage"]), float(answer["confidence"]))
+                for answer in body.get("stages") or ()
+            ),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ClassifyFailed("invalid_response", f"the answer lacks {exc}") from exc

@@ -24,6 +24,7 @@ from harness import postgres
 from harness.corpus import labelled_texts
 from harness.stack import appliance_stack
 from harness.upstream import VllmEndpoint
+from tests.evaluation.test_service_mode import tls_options
 
 pytestmark = pytest.mark.vllm
 
@@ -67,8 +68,15 @@ def test_the_head_answers_what_it_is_sure_of_and_the_llm_the_rest(
     assert head is not None
 
     env = {"APPLIANCE_CASCADE_PATH": str(cascade)}
+    dataset, out = tmp_path / "two.jsonl", tmp_path / "report"
+    dataset.write_text(json.dumps({"text": SURE, "label": "BILLING"}) + "\n"
+                       + json.dumps({"text": UNSURE, "label": "ADMINISTRATIVE"}) + "\n")
     with appliance_stack(database, vllm_server, logins, extra_env=env) as stack:
         stack.wait_started()
+        # The eval report through the service first (the API calls below are then answered
+        # from these stored results, stages included).
+        evaluated = CliRunner().invoke(cli, ["eval", str(dataset), "--out", str(out),
+                                             *tls_options(stack)])  # fmt: skip
         with httpx.Client(base_url=stack.url, timeout=120, **stack.client_options()) as api:  # type: ignore[arg-type]
             kept = api.post("/api/v1/classify-document", json={"document_id": "C-1", "text": SURE})
             escalated = api.post("/api/v1/classify-document",
@@ -81,3 +89,13 @@ def test_the_head_answers_what_it_is_sure_of_and_the_llm_the_rest(
     assert [s["stage"] for s in escalated_body["stages"]] == ["embedding", "llm"]
     assert escalated_body["stages"][0]["confidence"] == pytest.approx(unsure)
     assert escalated_body["stages"][1]["confidence"] == pytest.approx(escalated_body["confidence"])
+
+    # Each stage, what reached it and what it kept, and what its answers cost.
+    assert evaluated.exit_code == 0, evaluated.output
+    stages = json.loads((out / "report.json").read_text())["run"]["stages"]
+    assert [(s["stage"], s["asked"], s["kept"], s["correct"]) for s in stages] == [
+        ("embedding", 2, 1, 1),
+        ("llm", 1, 1, int(escalated_body["classification"] == "ADMINISTRATIVE")),
+    ]
+    assert stages[0]["prompt_tokens"] == 0 and stages[1]["prompt_tokens"] > 0
+    assert "## Per cascade stage" in (out / "report.md").read_text()

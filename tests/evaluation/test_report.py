@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from appliance.cascade.artifacts import ArtifactInvalid
 from appliance.cascade.calibration import fit_and_check, load_calibration
 from appliance.evaluation.metrics import evaluate
 from appliance.evaluation.report import RunInfo, write_report
+from appliance.evaluation.runner import Outcome
+from appliance.evaluation.stages import StageSummary, per_stage
 from tests.cascade.test_calibration import answers
 from tests.evaluation.test_metrics import LABELS, PREDICTIONS
 
@@ -71,3 +74,37 @@ def test_the_report_calibrates_on_half_the_answers_and_writes_the_artifact(tmp_p
     text = paths.markdown.read_text()
     assert "## Accuracy and coverage" in text and "| 0.00 | 100.0% | 60.0% |" in text
     assert f"artifact `{calibration['artifact']}`" in text
+
+
+def outcome(
+    label: str, stages: list[tuple[str, float]], tokens: int, cost: float | None
+) -> Outcome:
+    return Outcome(label, stages[-1][1] if stages else 0.5, False, "m", "sha256:x", False, False,
+                   prompt_tokens=tokens, completion_tokens=tokens // 10, cost=cost,
+                   stages=tuple(stages))  # fmt: skip
+
+
+def test_the_report_shows_each_cascade_stage(tmp_path: Path) -> None:
+    answers = [
+        ("A", outcome("A", [("embedding", 0.9)], 0, None)),
+        ("B", outcome("A", [("embedding", 0.8)], 0, None)),
+        ("B", outcome("B", [("embedding", 0.3), ("llm", 0.7)], 120, 0.002)),
+        ("C", outcome("A", [("embedding", 0.2), ("llm", 0.6)], 100, 0.001)),
+    ]
+    stages = per_stage(answers)
+    assert stages == (
+        StageSummary("embedding", asked=4, kept=2, correct=1, share=0.5,
+                     prompt_tokens=0, completion_tokens=0, cost=None),
+        StageSummary("llm", asked=2, kept=2, correct=1, share=0.5,
+                     prompt_tokens=220, completion_tokens=22, cost=pytest.approx(0.003)),
+    )  # fmt: skip
+    assert per_stage([("A", outcome("A", [], 5, None))]) == ()  # no cascade, no section
+
+    paths = write_report(evaluate(LABELS, PREDICTIONS), replace(RUN, stages=stages), tmp_path)
+    reported = json.loads(paths.json.read_text())["run"]["stages"]
+    assert [(s["stage"], s["accuracy"]) for s in reported] == [("embedding", 0.5), ("llm", 0.5)]
+    text = paths.markdown.read_text()
+    assert "| embedding | 4 | 2 | 50.0% | 50.0% | 0 | 0 | n/a |" in text
+    assert "| llm | 2 | 2 | 50.0% | 50.0% | 220 | 22 | 0.003 |" in text
+    assert "Per cascade stage" not in write_report(
+        evaluate(LABELS, PREDICTIONS), RUN, tmp_path / "plain").markdown.read_text()
