@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.classification.files import FileClassification, Mode
-from appliance.classification.schemas import ClassificationOut, serialise
+from appliance.classification.schemas import ClassificationOut, StageOut, serialise
 from appliance.text import Identifier, Storable
 
 
@@ -37,6 +37,11 @@ class PageOut(BaseModel):
     source: Literal["text_layer", "ocr", "text"]
     text_sha256: str
     blank: bool
+    stages: list[StageOut] | None = Field(
+        default=None,
+        description="With a cascade of models, in the page modes: each stage asked about this"
+        " page, in order, with its confidence; the last one answered.",
+    )
 
 
 class SegmentOut(BaseModel):

@@ -16,7 +16,7 @@ import json
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from appliance import metrics
@@ -26,7 +26,7 @@ from appliance.backends.interfaces import ModelIdentity, TokenUsage, combined
 from appliance.classification import store
 from appliance.classification.content import content_sha256
 from appliance.classification.interfaces import Classification, Document
-from appliance.classification.labeller import DocumentLabeller, Labelled, Scored
+from appliance.classification.labeller import DocumentLabeller, Labelled, Scored, StageAnswer
 from appliance.classification.models import ClassificationResult
 from appliance.classification.segments import PageLabel, Segment, overall, segments
 from appliance.classification.services import (
@@ -192,8 +192,9 @@ class FileClassificationService:
         row.file_sha256, row.file_size = digest, len(incoming.data)
         row.file_media_type, row.file_mode = incoming.kind.value, mode.value
         row.intake_fingerprint, row.page_count = reading, pages[0].of
-        row.pages = [_page_facts(page) for page in pages]
         labels = self._label(pages, row.content_sha256, mode)
+        asked = labels.page_stages or [()] * len(pages)
+        row.pages = [_page_facts(page, stages) for page, stages in zip(pages, asked, strict=True)]
         overall = labels.overall
         row.label, row.confidence, row.scores = overall.label, overall.confidence, overall.scores
         row.truncated, row.cached_from = labels.truncated, labels.reused_from
@@ -219,11 +220,14 @@ class FileClassificationService:
             for page, result in zip(pages, labelled, strict=True)
         ]
         label, confidence, scores = overall(page_labels)
+        asked = [result for result in labelled if result]
         return FileLabels(
             Scored(label, confidence, scores),
             segments(page_labels, split=mode is Mode.SPLIT),
-            truncated=any(result.truncated for result in labelled if result),
-            usage=combined([result.usage for result in labelled if result]),
+            truncated=any(result.truncated for result in asked),
+            usage=combined([result.usage for result in asked]),
+            answered=max(asked, key=lambda result: len(result.stages)) if asked else None,
+            page_stages=[result.stages if result else () for result in labelled],
         )
 
     def _document_labels(self, pages: list[PageText], digest: str) -> FileLabels:
@@ -259,17 +263,24 @@ class FileLabels:
     usage: TokenUsage | None = None
     """The model calls' tokens (None when reused, or when a call's were not counted)."""
     answered: Labelled | None = None
-    """The one labelling of the whole text (document mode), for the model and cascade stage
-    that answered; None per page (the labeller's model is recorded) or when reused."""
+    """For the model and cascade stage the result records: the one labelling of the whole
+    text (document mode), or per page the page that went furthest down a cascade (the
+    deepest stage any page needed); None when reused."""
+    page_stages: list[tuple[StageAnswer, ...]] = field(default_factory=list)
+    """Per page (page modes): the cascade stages asked of it, none for a blank page; empty in
+    document mode."""
 
 
-def _page_facts(page: PageText) -> dict[str, Any]:
-    return {
+def _page_facts(page: PageText, stages: tuple[StageAnswer, ...]) -> dict[str, Any]:
+    facts: dict[str, Any] = {
         "number": page.number,
         "source": page.source.value,
         "text_sha256": content_sha256(page.text),
         "blank": not page.text.strip(),
     }
+    if stages:
+        facts["stages"] = [{"stage": a.stage, "confidence": a.confidence} for a in stages]
+    return facts
 
 
 def _segment_json(segment: Segment) -> dict[str, Any]:

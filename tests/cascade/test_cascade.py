@@ -134,3 +134,21 @@ def test_a_cascade_refuses_stages_it_could_not_record() -> None:
     for names in (["llm", "llm"], ["LLM"], ["a:b"], []):
         with pytest.raises(ValueError, match="cascade"):
             Cascade([CascadeStage(name, llm, 0.5) for name in names])
+
+
+def test_a_file_read_page_by_page_records_each_pages_stages(app: Flask, database: str) -> None:
+    client = app.test_client()
+    client.environ_base[IDENTITY_ENVIRON_KEY] = identity("classifier")
+    two_pages = b"A plain invoice for an office visit.\fPrior authorization request for an MRI."
+    answer = client.post("/api/v1/classify-file?document_id=F-1&mode=pages", data=two_pages,
+                         content_type="text/plain")  # fmt: skip
+    assert answer.status_code == 200, answer.get_json()
+    body = answer.get_json()
+    assert [page.get("stages") for page in body["pages"]] == [
+        [{"stage": "cheap", "confidence": 0.95}],
+        [{"stage": "cheap", "confidence": 0.5}, {"stage": "llm", "confidence": 0.9}],
+    ]
+    # The file records the deepest stage a page needed, and that stage's model.
+    assert body["model"] == "big-llm" and [s["stage"] for s in body["stages"]] == ["cheap", "llm"]
+    stage, _, model, _, event = stored(database, body["result_id"])
+    assert (stage, model, event["stage"], event["model"]) == ("llm", "big-llm", "llm", "big-llm")
