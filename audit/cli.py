@@ -12,7 +12,6 @@ import json
 import os
 import ssl
 import sys
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -96,8 +95,8 @@ def _run_verify(
                 database_url, trust, trusted, workers, allow_pruned=allow_pruned
             )
             with store.connect(database_url) as conn:
-                extra["cross_check"] = asdict(cross_check(conn, records))
-                extra["activity"] = service.activity(conn)
+                checked = cross_check(conn, records)
+                extra["cross_check"], extra["activity"] = checked.summary(), checked.activity
                 pending = conn.execute("SELECT count(*) FROM audit_pending").fetchone()
                 extra["pending_events"] = pending[0] if pending else 0
         else:

@@ -62,6 +62,18 @@ class CompactRange:
             size += 1
         self.size = size
 
+    def append_subtree(self, root: bytes, height: int) -> None:
+        """Add the root of a perfect subtree of ``2**height`` leaves (a block a verification
+        worker hashed). Precondition: the size is a multiple of ``2**height``."""
+        if self.size % (1 << height):
+            raise ProofError(f"compact range: size {self.size} is not aligned to 2**{height}")
+        nodes, bits, node = self._nodes, self.size >> height, root
+        while bits & 1:
+            node = hash_children(nodes.pop(), node)
+            bits >>= 1
+        nodes.append(node)
+        self.size += 1 << height
+
     def root(self) -> Hash:
         if not self._nodes:
             return EMPTY_ROOT

@@ -152,15 +152,6 @@ def report(result: VerifyResult | None, problem: AuditError | None, **extra: Any
     return body
 
 
-def activity(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
-    """Counts of sealed events per action and outcome, for the human report."""
-    rows = conn.execute(
-        "SELECT action, outcome_status, count(*) FROM audit_entries"
-        " GROUP BY action, outcome_status ORDER BY action, outcome_status"
-    )
-    return [{"action": a, "outcome_status": s, "count": n} for a, s, n in rows]
-
-
 def entry_json(seq: int, entry: bytes) -> dict[str, Any]:
     """A sealed entry for people: its seq and decoded event fields."""
     return {"seq": seq, **event_json(decode_event(event_bytes(entry)))}

@@ -18,10 +18,18 @@ from appliance.review import models as review_models  # noqa: F401
 MIGRATION_LOCK_ID = 0x61707031  # "app1"
 
 
+DERIVED_FOR_AUDITORS = {("column", "decision"), ("index", "ix_classification_results_decision")}
+"""What migration 0015 adds to ``classification_results`` for ``audit-tool verify`` alone (a
+generated digest and its index): the application neither reads nor writes it."""
+
+
 def include_object(
     obj: SchemaItem, name: str | None, type_: str, reflected: bool, compare_to: SchemaItem | None
 ) -> bool:
-    """Compare only what the ORM declares: tables made by raw SQL (the audit log) are not models."""
+    """Compare only what the ORM declares: tables made by raw SQL (the audit log) are not models,
+    nor are the results' columns derived for the auditors."""
+    if reflected and compare_to is None and (type_, name) in DERIVED_FOR_AUDITORS:
+        return False
     return not (type_ == "table" and reflected and compare_to is None)
 
 

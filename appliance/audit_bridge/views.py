@@ -5,7 +5,6 @@ Every request here is itself audited by the request hook (``appliance.audit_brid
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -132,7 +131,7 @@ def audit_verify() -> dict[str, Any]:
             result, problem = done.result, None
             extra["verification"] = done.summary()
             if done.cross_check is not None:
-                extra["cross_check"] = asdict(done.cross_check)
+                extra["cross_check"] = done.cross_check.summary()
         except AuditError as exc:
             result, problem = None, exc
         return service.report(result, problem, **extra)

@@ -23,6 +23,7 @@ from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY
 from appliance.settings import Settings
 from audit import store
 from audit.chain import chain_hash, encode_event, entry_hash, wrap
+from audit.derived import derived
 from audit.sealer import Sealer
 from audit.sealer_state import SealerState
 from audit.signer import Signer
@@ -121,6 +122,7 @@ def test_the_untouched_database_verifies_clean(
     assert (code, report["status"]) == (0, "ok"), report
     assert report["cross_check"]["results"] == 3 and report["cross_check"]["reviews"] == 1
     assert report["cross_check"]["rows"] == report["entries"]
+    assert report["cross_check"]["derived"] is True  # compared through migration 0015's columns
 
 
 @pytest.mark.parametrize(
@@ -219,6 +221,7 @@ def _copy_result(url: str, source: str, new_id: str) -> str:
             for row in conn.execute(
                 "SELECT column_name FROM information_schema.columns"
                 " WHERE table_name = 'classification_results' AND column_name <> 'id'"
+                " AND is_generated = 'NEVER'"
             )
         ]
     names = ", ".join(columns)
@@ -358,3 +361,34 @@ def test_an_entry_sealed_by_the_previous_release_gets_its_result_id_from_its_byt
         )
         row = conn.execute("SELECT result_id::text FROM audit_entries WHERE seq = 0").fetchone()
     assert row == (result_id,)
+
+
+def test_nobody_writes_a_derived_column(decided: dict[str, Any], audit_db: str) -> None:
+    for statement in ("UPDATE audit_entries SET fields = '{}'",
+                      "UPDATE classification_results SET decision = NULL"):  # fmt: skip
+        with pytest.raises(psycopg.errors.GeneratedAlways):
+            as_superuser_without_triggers(audit_db, statement)
+
+
+def test_an_edit_behind_a_dropped_generation_is_still_found(
+    decided: dict[str, Any], logins: Logins, audit_db: str, key_files: Path
+) -> None:
+    """The insider drops the generation expressions, edits an actor and a label, and copies
+    what the derived columns said before into them: verify sees the catalog and reads bytes."""
+    result = decided["results"][1]
+    seq = seq_of(audit_db, result)
+    as_superuser_without_triggers(
+        audit_db,
+        "ALTER TABLE audit_entries ALTER COLUMN fields DROP EXPRESSION",
+        "ALTER TABLE classification_results ALTER COLUMN decision DROP EXPRESSION",
+        f"UPDATE audit_entries SET actor = 'spiffe://hospital/svc/other',"
+        f" fields = fields || '{{\"actor_subject\": \"spiffe://hospital/svc/other\"}}'"
+        f" WHERE seq = {seq}",
+        f"UPDATE classification_results SET {RELABEL} WHERE id = '{result}'",
+    )
+    with psycopg.connect(audit_db) as conn:
+        assert derived(conn) == {("audit_entries", "decision")}
+    code, report = verify(logins, audit_db, key_files)
+    assert code == 1
+    assert sorted(findings(report)) == [("columns_modified", seq, None),
+                                        ("result_modified", seq, result)]  # fmt: skip

@@ -230,7 +230,8 @@ def test_app_and_auditor_roles_cannot_change_the_log(sealed_log: str) -> None:
             for statement in (
                 "UPDATE audit_entries SET action = 'x'",
                 "DELETE FROM audit_entries",
-                "INSERT INTO audit_entries SELECT * FROM audit_entries LIMIT 0",
+                "INSERT INTO audit_entries (seq, entry)"
+                " SELECT seq, entry FROM audit_entries LIMIT 0",
                 "UPDATE audit_chain_head SET seq = 0",
                 "DELETE FROM audit_pending",
             ):
@@ -245,14 +246,19 @@ def test_app_and_auditor_roles_cannot_change_the_log(sealed_log: str) -> None:
             )
 
 
-@pytest.mark.parametrize("workers", [2, 3])
+@pytest.mark.parametrize(("workers", "block_height"), [(2, 8), (3, 8), (2, 2), (3, 1)])
 def test_parallel_path_verifies_an_intact_log_without_falling_back(
-    sealed_log: str, trust: Trust, monkeypatch: pytest.MonkeyPatch, workers: int
-) -> None:
+    sealed_log: str, trust: Trust, monkeypatch: pytest.MonkeyPatch, workers: int,
+    block_height: int,
+) -> None:  # fmt: skip
+    """Blocks of 256 leaves (none fits in this 40-entry log), of 4 and of 2 (most leaves come
+    from the workers' block roots, the checkpoints at 20 and 40 end inside or at blocks)."""
+
     def no_fallback(*args: object) -> VerifyResult:
         raise AssertionError("the parallel verifier fell back on an intact log")
 
     monkeypatch.setattr(parallel, "_sequential", no_fallback)
+    monkeypatch.setattr(parallel, "BLOCK_HEIGHT", block_height)
     result = verify_parallel(sealed_log, trust, workers=workers, min_rows_per_worker=1)
     assert result == _sequential(sealed_log, trust)
     with psycopg.connect(sealed_log) as conn:
