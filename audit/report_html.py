@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from audit.report import cross_checked
 from audit.report_data import DENIED, ActorDenials, CheckpointPoint, DailyCount, ReportData
 
 if TYPE_CHECKING:
@@ -323,14 +324,6 @@ def _origin(body: dict[str, Any]) -> str:
     return f"{_e(signed)} (as signed; not checked: no --origin)"
 
 
-def _cross_checked(counts: dict[str, Any]) -> str:
-    tables = (
-        f"{_e(counts[name])} {name}" if counts.get(name) is not None else f"{name} not checked"
-        for name in ("results", "reviews")
-    )
-    return f"search columns of {_e(counts['rows'])} rows, " + ", ".join(tables)
-
-
 def _verified_entries(body: dict[str, Any]) -> str:
     if "entries" not in body:
         return "not verified"
@@ -353,7 +346,7 @@ def _facts(body: dict[str, Any], data: ReportData | None) -> str:
         ("Report generated", _e(body["generated_at"])),
     ]
     if "cross_check" in body:
-        rows.append(("Cross-checked with the log", _cross_checked(body["cross_check"])))
+        rows.append(("Cross-checked with the log", _e(cross_checked(body["cross_check"]))))
     if "witnessed" in body:
         w = body["witnessed"]
         rows.append(("Witnessed", f"size {_e(w['size'])} cosigned by {_e(w['quorum'])}+"))

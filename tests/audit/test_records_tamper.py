@@ -392,3 +392,20 @@ def test_an_edit_behind_a_dropped_generation_is_still_found(
     assert code == 1
     assert sorted(findings(report)) == [("columns_modified", seq, None),
                                         ("result_modified", seq, result)]  # fmt: skip
+
+
+def test_the_report_says_when_the_derived_columns_were_not_used(
+    decided: dict[str, Any], logins: Logins, audit_db: str, key_files: Path
+) -> None:
+    """A dropped generation with nothing edited is no tampering, but the auditor is told that
+    the comparison went through the bytes, and why."""
+    args = ("verify", "--database-url", logins.url(audit_db, logins.auditor),
+            "--public-key", str(key_files / "verifier.vkey"))  # fmt: skip
+    assert "(through the columns PostgreSQL derives from the entries)" in run(*args).stdout
+    as_superuser_without_triggers(
+        audit_db, "ALTER TABLE classification_results ALTER COLUMN decision DROP EXPRESSION"
+    )
+    shown = run(*args)
+    assert shown.exit_code == 0, shown.output
+    assert "the derived columns are not as migration 0015 made them" in shown.stdout
+    assert verify(logins, audit_db, key_files)[1]["cross_check"]["derived"] is False
