@@ -21,7 +21,7 @@ from flask import Flask
 from appliance import migrate
 from appliance.identity.interfaces import IDENTITY_ENVIRON_KEY
 from appliance.settings import Settings
-from audit import store
+from audit import crosscheck, store
 from audit.chain import chain_hash, encode_event, entry_hash, wrap
 from audit.derived import derived
 from audit.sealer import Sealer
@@ -409,3 +409,29 @@ def test_the_report_says_when_the_derived_columns_were_not_used(
     assert shown.exit_code == 0, shown.output
     assert "the derived columns are not as migration 0015 made them" in shown.stdout
     assert verify(logins, audit_db, key_files)[1]["cross_check"]["derived"] is False
+
+
+def test_the_results_are_merged_only_where_vacuum_has_marked_the_pages(
+    decided: dict[str, Any], audit_db: str
+) -> None:
+    """Right after a restore or a bulk load (pages not yet all-visible) the index merge would
+    read the tables too, so the check hashes instead; once vacuum has marked (nearly) every
+    page, it merges. What vacuum last counted is in ``pg_class``, set here as it would."""
+    tables = ("audit_entries", "classification_results")
+    with psycopg.connect(audit_db, autocommit=True) as conn:
+        for table in tables:
+            conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+            conn.execute(f"ANALYZE {table}")  # counts the pages, marks none
+        assert crosscheck._mostly_visible(conn) is False
+
+        def counted(pages: int, visible: int) -> None:
+            conn.execute(
+                "UPDATE pg_class SET relpages = %s, relallvisible = %s"
+                " WHERE oid = ANY(%s::regclass[])",
+                [pages, visible, list(tables)],
+            )
+
+        counted(1000, 950)
+        assert crosscheck._mostly_visible(conn) is True
+        counted(1000, 500)
+        assert crosscheck._mostly_visible(conn) is False
