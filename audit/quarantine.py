@@ -94,13 +94,36 @@ def screen(conn: psycopg.Connection[Any], rows: list[Pending], signer: Signer) -
 def _readable(row: Pending) -> tuple[Any, ...] | str:
     """The event's search columns, or why it cannot go into the log as it is. On every row
     sealed: a JSON parse and key checks, which is what ``decode_event`` needs, without
-    building it."""
+    building it; and what PostgreSQL's own parse of each entry (the derived columns of
+    migration 0015) would refuse, which would fail every batch: bytes that are not ASCII, floats
+    (``NaN``, ``1e999``), ``\\u0000`` and unpaired surrogates. Canonical events have none,
+    and only flat values."""
     try:
-        fields = json.loads(row.event)
+        fields = json.loads(row.event, parse_float=_no_float, parse_constant=_no_float)
         if not isinstance(fields, dict) or not REQUIRED_FIELDS <= fields.keys() <= KNOWN_FIELDS:
+            return "unreadable_event"
+        if not all(value is None or isinstance(value, str | int) for value in fields.values()):
+            return "unreadable_event"
+        if not row.event.isascii() or (b"\\u" in row.event and not _unicode(fields)):
             return "unreadable_event"
         if fields["event_id"] != str(row.event_id):
             return "event_id_mismatch"
         return store.search_values(fields)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return "unreadable_event"
+
+
+def _no_float(text: str) -> Any:
+    raise ValueError(f"a float in an event: {text[:20]}")
+
+
+def _unicode(fields: dict[str, Any]) -> bool:
+    """Whether every string of a (flat) event is Unicode text PostgreSQL stores: UTF-8
+    encodable (no unpaired surrogate) and without NUL."""
+    strings = [value for value in (*fields, *fields.values()) if isinstance(value, str)]
+    try:
+        for value in strings:
+            value.encode("utf-8")  # raises for an unpaired surrogate
+    except UnicodeEncodeError:
+        return False
+    return not any("\x00" in value for value in strings)

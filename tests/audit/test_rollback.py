@@ -303,3 +303,45 @@ def test_the_sealer_checks_a_consistency_proof_before_signing(
     sealer.close()
     assert refused.value.reason == "inconsistent_tree"
     assert checkpoint_sizes(sealed_64) == [16, 32, 48, 64]
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b'"action":"', '"action":"\u00e9'.encode()),  # valid JSON, not ASCII
+        (b'"outcome_status":200', b'"outcome_status":200,"page_count":NaN'),
+        (b'"outcome_status":200', b'"outcome_status":200,"page_count":1e999'),
+        (b'"action":"', b'"action":"\\u0000'),
+        (b'"action":"', b'"action":"\\ud800'),  # a surrogate without its pair
+        (b'"outcome_status":200', b'"outcome_status":200,"detail":[["\\u0000"]]'),
+    ],
+    ids=["not-ascii", "nan", "overflowing-float", "nul", "lone-surrogate", "nested"],
+)
+def test_events_postgresql_would_not_parse_are_quarantined(
+    sealed_64: str, sealer_url: str, signer: Signer, state: SealerState, trust: Trust,
+    old: bytes, new: bytes,
+) -> None:  # fmt: skip
+    """Every sealed entry is parsed by PostgreSQL too (the derived columns of migration 0015):
+    an event Python reads but PostgreSQL would refuse must not fail every batch."""
+    event = make_event(920)
+    raw = encode_event(event).replace(old, new, 1)
+    assert raw != encode_event(event)
+    with psycopg.connect(sealed_64) as conn:
+        conn.execute(
+            "INSERT INTO audit_pending (event_id, event, occurred_at, action, outcome_status)"
+            " VALUES (%s, %s, now(), %s, 200)",
+            [event.event_id, raw, event.action],
+        )
+    later = add_events(sealed_64, 2, start=930)
+    sealer = Sealer(sealer_url, signer, state)
+    sealer.run_once()
+    sealer.close()
+    with psycopg.connect(sealed_64) as conn:
+        quarantined = conn.execute("SELECT event_id::text, reason FROM audit_quarantine").fetchall()
+        sealed = conn.execute(
+            "SELECT count(*) FROM audit_entries WHERE event_id = ANY(%s::uuid[])",
+            [[e.event_id for e in later]],
+        ).fetchone()
+    with psycopg.connect(sealed_64) as conn:
+        assert service.verify_database(conn, trust).size == 64 + 1 + 2
+    assert quarantined == [(event.event_id, "unreadable_event")] and sealed == (2,)
