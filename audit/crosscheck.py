@@ -324,9 +324,11 @@ def _paired(conn: psycopg.Connection[Any]) -> Candidates:
     # prefers hashing a million rows, twice as slow. Right after a restore or a bulk load, before
     # autovacuum has been, the merge would read most rows from the tables too: hash then.
     merge = _mostly_visible(conn)
-    conn.execute(f"SET LOCAL enable_hashjoin = {'off' if merge else 'on'}")
+    if merge:
+        conn.execute("SET LOCAL enable_hashjoin = off")
     differing = _run(conn, DECISIONS_DIFFER, {})
-    conn.execute("SET LOCAL enable_hashjoin = on")
+    if merge:
+        conn.execute("SET LOCAL enable_hashjoin = on")
     for seq, result_id, logged, stored in differing:
         if not stored:
             deleted.append((seq, result_id))

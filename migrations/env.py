@@ -21,6 +21,7 @@ MIGRATION_LOCK_ID = 0x61707031  # "app1"
 DERIVED_FOR_AUDITORS = {("column", "decision"), ("index", "ix_classification_results_decision")}
 """What migration 0015 adds to ``classification_results`` for ``audit-tool verify`` alone (a
 generated digest and its index): the application neither reads nor writes it."""
+DERIVED_TABLE = "classification_results"
 
 
 def include_object(
@@ -28,7 +29,9 @@ def include_object(
 ) -> bool:
     """Compare only what the ORM declares: tables made by raw SQL (the audit log) are not models,
     nor are the results' columns derived for the auditors."""
-    if reflected and compare_to is None and (type_, name) in DERIVED_FOR_AUDITORS:
+    table = getattr(getattr(obj, "table", None), "name", None)
+    derived = table == DERIVED_TABLE and (type_, name) in DERIVED_FOR_AUDITORS
+    if reflected and compare_to is None and derived:
         return False
     return not (type_ == "table" and reflected and compare_to is None)
 
